@@ -1,0 +1,165 @@
+/**
+ * Docker engine activities (dockerode). Every call is idempotent: restartContainer checks
+ * whether the restart it was asked for already happened before doing anything.
+ */
+import { Context } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
+import type Docker from 'dockerode';
+import type { Logger } from 'pino';
+import { redact } from './redact';
+
+export interface DockerDeps {
+  docker: Docker;
+  log: Logger;
+}
+
+export type HealthStatus = 'healthy' | 'unhealthy' | 'starting' | 'none';
+
+export interface ServiceState {
+  service: string;
+  id: string;
+  image: string;
+  running: boolean;
+  status: string;
+  exitCode: number;
+  oomKilled: boolean;
+  /** ms since the epoch; 0 if never started. */
+  startedAt: number;
+  finishedAt: number;
+  health: HealthStatus;
+  restartCount: number;
+}
+
+export interface RestartResult {
+  service: string;
+  /** True when a restart requested at `requestedAt` had already happened (a retry after a crash). */
+  alreadyDone: boolean;
+  startedAt: number;
+}
+
+export interface FailureContext {
+  exitCode: number;
+  oomKilled: boolean;
+  finishedAt: number;
+  logTail: string;
+}
+
+function isStatus(err: unknown, code: number): boolean {
+  return typeof err === 'object' && err !== null && (err as { statusCode?: number }).statusCode === code;
+}
+
+function toMs(iso: string | undefined): number {
+  if (!iso || iso.startsWith('0001-')) return 0;
+  const ms = Date.parse(iso);
+  return Number.isNaN(ms) ? 0 : ms;
+}
+
+/** Thrown when the named container does not exist: bad input, never retried. */
+export function serviceNotFound(service: string): ApplicationFailure {
+  return ApplicationFailure.create({
+    type: 'ServiceNotFound',
+    nonRetryable: true,
+    message: `service: no container named "${service}" on this Docker engine`,
+  });
+}
+
+export function createDockerActivities({ docker, log }: DockerDeps) {
+  async function inspect(service: string): Promise<Docker.ContainerInspectInfo> {
+    try {
+      return await docker.getContainer(service).inspect();
+    } catch (err) {
+      if (isStatus(err, 404)) throw serviceNotFound(service);
+      throw err;
+    }
+  }
+
+  function toState(service: string, info: Docker.ContainerInspectInfo): ServiceState {
+    const health = (info.State as { Health?: { Status?: string } }).Health?.Status;
+    return {
+      service,
+      id: info.Id,
+      image: info.Config.Image,
+      running: info.State.Running,
+      status: info.State.Status,
+      exitCode: info.State.ExitCode,
+      oomKilled: info.State.OOMKilled,
+      startedAt: toMs(info.State.StartedAt),
+      finishedAt: toMs(info.State.FinishedAt),
+      health: health === 'healthy' || health === 'unhealthy' || health === 'starting' ? health : 'none',
+      restartCount: info.RestartCount,
+    };
+  }
+
+  return {
+    /** Current state of a container; fails non-retryably if it does not exist. No side effect. */
+    async inspectService(service: string): Promise<ServiceState> {
+      return toState(service, await inspect(service));
+    },
+
+    /**
+     * Restart a container (stop with a grace period, then start), exactly once per request.
+     *
+     * `requestedAt` is the workflow's (deterministic) time of the decision. If the container
+     * is running and started at or after that moment, the restart already happened (this is a
+     * retry after a worker crash, or someone else restarted it): report it and do nothing.
+     * Stop and start are each idempotent at the engine (304 = already in that state).
+     */
+    async restartContainer(input: { service: string; requestedAt: number; stopTimeoutSec: number }): Promise<RestartResult> {
+      const { service, requestedAt, stopTimeoutSec } = input;
+      const ctx = Context.current();
+      const beat = setInterval(() => ctx.heartbeat({ service }), 1_000);
+      try {
+        const before = await inspect(service);
+        const startedBefore = toMs(before.State.StartedAt);
+        if (before.State.Running && startedBefore >= requestedAt) {
+          log.info({ service, requestedAt, startedAt: startedBefore, attempt: ctx.info.attempt }, 'restart already done; not restarting again');
+          return { service, alreadyDone: true, startedAt: startedBefore };
+        }
+        const container = docker.getContainer(service);
+        if (before.State.Running || before.State.Restarting) {
+          try {
+            await container.stop({ t: stopTimeoutSec });
+          } catch (err) {
+            if (!isStatus(err, 304)) throw err;
+          }
+        }
+        try {
+          await container.start();
+        } catch (err) {
+          if (!isStatus(err, 304)) throw err;
+        }
+        const after = await inspect(service);
+        const startedAt = toMs(after.State.StartedAt);
+        log.info({ service, startedAt, attempt: ctx.info.attempt }, 'container restarted');
+        return { service, alreadyDone: false, startedAt };
+      } finally {
+        clearInterval(beat);
+      }
+    },
+
+    /** Exit code and the tail of the log (redacted), for the escalation alert. */
+    async failureContext(input: { service: string; tailLines: number }): Promise<FailureContext> {
+      const info = await inspect(input.service);
+      const raw = (await docker.getContainer(input.service).logs({ stdout: true, stderr: true, tail: input.tailLines, follow: false })) as unknown as Buffer;
+      return {
+        exitCode: info.State.ExitCode,
+        oomKilled: info.State.OOMKilled,
+        finishedAt: toMs(info.State.FinishedAt),
+        logTail: redact(demuxDockerLog(raw)).slice(-4_000),
+      };
+    },
+  };
+}
+
+/** Strip Docker's 8-byte stream headers from a non-TTY log buffer. */
+export function demuxDockerLog(buf: Buffer): string {
+  const out: string[] = [];
+  let i = 0;
+  while (i + 8 <= buf.length && (buf[i] === 1 || buf[i] === 2) && buf[i + 1] === 0) {
+    const size = buf.readUInt32BE(i + 4);
+    out.push(buf.subarray(i + 8, i + 8 + size).toString('utf8'));
+    i += 8 + size;
+  }
+  if (i === 0) return buf.toString('utf8');
+  return out.join('');
+}

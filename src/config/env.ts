@@ -1,0 +1,57 @@
+/**
+ * Runtime configuration: the seed defaults, overridable by environment variables,
+ * validated once at start-up with a message that names the variable and the problem.
+ */
+import os from 'node:os';
+import path from 'node:path';
+import { z } from 'zod';
+import * as seed from './defaults';
+
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
+/** user@host; a TLD is not required (oncall@localhost is a fine address for local SMTP). */
+const EMAIL = /^[^@\s,]+@[^@\s,]+$/;
+const loopbackHostPort = z
+  .string()
+  .regex(/^(127\.\d+\.\d+\.\d+|localhost|\[::1\]):\d{1,5}$/, 'must be a loopback host:port (127.0.0.1:PORT)');
+
+/** Every variable the engine reads, with its default. */
+const envSchema = z.object({
+  DURABLE_OPS_TEMPORAL_ADDRESS: loopbackHostPort.default('127.0.0.1:7233'),
+  DURABLE_OPS_NAMESPACE: z.string().min(1).default(seed.DEFAULT_NAMESPACE),
+  DURABLE_OPS_TASK_QUEUE: z.string().min(1).default(seed.DEFAULT_TASK_QUEUE),
+  DURABLE_OPS_DOCKER_SOCKET: z.string().min(1).default('/var/run/docker.sock'),
+  DURABLE_OPS_SMTP_HOST: z.string().min(1).default('127.0.0.1'),
+  DURABLE_OPS_SMTP_PORT: int(1, 65535).default(1025),
+  DURABLE_OPS_ALERT_FROM: z.string().regex(EMAIL, 'must be an email address').default('durable-ops@localhost'),
+  DURABLE_OPS_ALERT_TO: z
+    .string()
+    .default('oncall@localhost')
+    .refine((v) => v.split(',').every((a) => EMAIL.test(a.trim())), 'must be a comma-separated list of email addresses'),
+  DURABLE_OPS_MAILPIT_API: z.string().url().default('http://127.0.0.1:8025'),
+  DURABLE_OPS_TEMPORAL_UI: z.string().url().default('http://127.0.0.1:8233'),
+  DURABLE_OPS_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  DURABLE_OPS_WORKFLOW_BUNDLE: z.string().optional(),
+  DURABLE_OPS_DATA: z.string().default(path.join(process.cwd(), '.data')),
+  DURABLE_OPS_CACHE: z.string().default(path.join(os.homedir(), '.cache', 'durable-ops')),
+  /** Seed overrides for runbook defaults (applied by the starters when a field is absent). */
+  DURABLE_OPS_RESTART_MAX_ATTEMPTS: int(1, 100).default(seed.RESTART_MAX_ATTEMPTS),
+  DURABLE_OPS_RESTART_BACKOFF_MAX_MS: int(0).default(seed.RESTART_BACKOFF_MAX_MS),
+  DURABLE_OPS_RESTART_SEC_MS: int(0).default(seed.RESTART_SEC_MS),
+});
+
+export type Config = z.infer<typeof envSchema>;
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** Parse the environment; throws ConfigError naming every bad variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const picked = Object.fromEntries(Object.entries(env).filter(([k, v]) => k.startsWith('DURABLE_OPS_') && v !== ''));
+  const parsed = envSchema.safeParse(picked);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message} (got ${JSON.stringify(picked[String(i.path[0])])})`);
+    throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
+  }
+  return parsed.data;
+}

@@ -1,0 +1,196 @@
+#!/usr/bin/env bash
+# The stack: installs what is missing and starts what is not running, for `npm start`,
+# `npm test` and `npm run bench`. Everything binds 127.0.0.1. Processes we start are recorded
+# as "PID BINARY" in $RUN_DIR/<name>.pid, and only those are ever stopped.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+CACHE="${DURABLE_OPS_CACHE:-$HOME/.cache/durable-ops}"
+DATA="${DURABLE_OPS_DATA:-$ROOT/.data}"
+RUN_DIR="$DATA/run"
+LOG_DIR="$DATA/logs"
+
+TEMPORAL_VERSION="1.5.1"
+MAILPIT_VERSION="1.33.1"
+TEMPORAL_BIN="$CACHE/tools/temporal-$TEMPORAL_VERSION/temporal"
+MAILPIT_BIN="$CACHE/tools/mailpit-$MAILPIT_VERSION/mailpit"
+
+TEMPORAL_PORT="${DURABLE_OPS_TEMPORAL_PORT:-7233}"
+TEMPORAL_UI_PORT="${DURABLE_OPS_TEMPORAL_UI_PORT:-8233}"
+SMTP_PORT="${DURABLE_OPS_SMTP_PORT:-1025}"
+MAILPIT_HTTP_PORT="${DURABLE_OPS_MAILPIT_HTTP_PORT:-8025}"
+DOCKER_SOCK="${DURABLE_OPS_DOCKER_SOCKET:-/var/run/docker.sock}"
+DEMO_IMAGE="durable-ops/demo-service"
+
+APT_PACKAGES=(docker.io busybox-static docker-compose)
+
+export DURABLE_OPS_TEMPORAL_ADDRESS="${DURABLE_OPS_TEMPORAL_ADDRESS:-127.0.0.1:$TEMPORAL_PORT}"
+export DURABLE_OPS_SMTP_PORT="$SMTP_PORT"
+export DURABLE_OPS_MAILPIT_API="${DURABLE_OPS_MAILPIT_API:-http://127.0.0.1:$MAILPIT_HTTP_PORT}"
+export DURABLE_OPS_TEMPORAL_UI="${DURABLE_OPS_TEMPORAL_UI:-http://127.0.0.1:$TEMPORAL_UI_PORT}"
+export DURABLE_OPS_DATA="$DATA"
+export DURABLE_OPS_CACHE="$CACHE"
+
+mkdir -p "$RUN_DIR" "$LOG_DIR" "$CACHE/tools"
+
+say() { printf '[durable-ops] %s\n' "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
+  local secs="$1" what="$2"; shift 2
+  local deadline=$((SECONDS + secs))
+  until "$@"; do
+    [ "$SECONDS" -lt "$deadline" ] || die "$what did not come up within ${secs}s (logs: $LOG_DIR)"
+    sleep 0.2
+  done
+}
+
+# --- installs ----------------------------------------------------------------------------
+
+ensure_apt_packages() {
+  local missing=()
+  for p in "${APT_PACKAGES[@]}" "$@"; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+  done
+  [ "${#missing[@]}" -eq 0 ] && return 0
+  [ "$(id -u)" -eq 0 ] || die "missing Debian packages (${missing[*]}); run as root or install them: apt-get install -y ${missing[*]}"
+  say "installing Debian packages: ${missing[*]}"
+  apt-get update -qq >"$LOG_DIR/apt.log" 2>&1
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >>"$LOG_DIR/apt.log" 2>&1 || die "apt-get install failed (see $LOG_DIR/apt.log)"
+}
+
+# go_tool BIN MODULE@VERSION: build once into the cache (keyed by version), atomically.
+go_tool() {
+  local bin="$1" module="$2"
+  [ -x "$bin" ] && return 0
+  command -v go >/dev/null || die "Go is needed to build $module"
+  local dir; dir="$(dirname "$bin")"
+  mkdir -p "$dir"
+  (
+    flock 9
+    [ -x "$bin" ] && exit 0
+    say "building $module into $dir (first time only; a few minutes)"
+    local tmp; tmp="$(mktemp -d "$dir/.build.XXXX")"
+    (cd /tmp && GOBIN="$tmp" GOFLAGS=-mod=mod go install "$module") >"$LOG_DIR/build-$(basename "$bin").log" 2>&1 || { rm -rf "$tmp"; die "building $module failed (see $LOG_DIR/build-$(basename "$bin").log)"; }
+    mv "$tmp/$(basename "$bin")" "$bin"
+    rm -rf "$tmp"
+  ) 9>"$dir/.lock"
+}
+
+ensure_tools() {
+  go_tool "$TEMPORAL_BIN" "github.com/temporalio/cli/cmd/temporal@v$TEMPORAL_VERSION" &
+  local p1=$!
+  go_tool "$MAILPIT_BIN" "github.com/axllent/mailpit@v$MAILPIT_VERSION" &
+  local p2=$!
+  wait "$p1" && wait "$p2"
+}
+
+ensure_node_modules() {
+  cd "$ROOT"
+  if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    say "installing node modules (npm ci)"
+    npm ci --no-audit --no-fund --loglevel=error >"$LOG_DIR/npm-ci.log" 2>&1 || { cat "$LOG_DIR/npm-ci.log" >&2; die "npm ci failed"; }
+  fi
+}
+
+# --- processes ---------------------------------------------------------------------------
+
+# Is the process recorded in pidfile NAME alive and still the binary we started?
+recorded_alive() {
+  local f="$RUN_DIR/$1.pid" pid bin
+  [ -f "$f" ] || return 1
+  read -r pid bin <"$f" || return 1
+  [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$bin"
+}
+
+# start_bg NAME BINARY ARGS...: start detached, record "PID BINARY".
+start_bg() {
+  local name="$1" bin="$2"; shift 2
+  setsid nohup "$bin" "$@" >>"$LOG_DIR/$name.log" 2>&1 </dev/null &
+  echo "$! $bin" >"$RUN_DIR/$name.pid"
+  echo "$name" >>"$RUN_DIR/started-by-${DURABLE_OPS_SESSION:-$$}"
+}
+
+# stop_recorded NAME: stop only the process we recorded, if it is still that process.
+stop_recorded() {
+  local name="$1" f="$RUN_DIR/$1.pid" pid bin
+  if recorded_alive "$name"; then
+    read -r pid bin <"$f"
+    say "stopping $name (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do [ -d "/proc/$pid" ] || break; sleep 0.1; done
+    [ -d "/proc/$pid" ] && kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$f"
+}
+
+docker_up() { docker -H "unix://$DOCKER_SOCK" info >/dev/null 2>&1; }
+
+ensure_dockerd() {
+  docker_up && return 0
+  recorded_alive dockerd || {
+    [ "$(id -u)" -eq 0 ] || die "no Docker engine answers on $DOCKER_SOCK and starting dockerd needs root"
+    say "starting dockerd"
+    start_bg dockerd /usr/sbin/dockerd --host "unix://$DOCKER_SOCK"
+  }
+  wait_for 60 dockerd docker_up
+}
+
+ensure_temporal() {
+  if port_open "$TEMPORAL_PORT"; then return 0; fi
+  say "starting Temporal dev server on 127.0.0.1:$TEMPORAL_PORT (UI :$TEMPORAL_UI_PORT)"
+  start_bg temporal "$TEMPORAL_BIN" server start-dev \
+    --ip 127.0.0.1 --port "$TEMPORAL_PORT" --ui-port "$TEMPORAL_UI_PORT" \
+    --db-filename "$DATA/temporal.db" --log-level warn \
+    --search-attribute Service=Keyword --search-attribute Runbook=Keyword \
+    --dynamic-config-value 'history.timerProcessorMaxTimeShift="10ms"'
+  wait_for 60 "Temporal" port_open "$TEMPORAL_PORT"
+  wait_for 60 "Temporal namespace" "$TEMPORAL_BIN" operator namespace describe --address "127.0.0.1:$TEMPORAL_PORT" --namespace default --output none
+}
+
+ensure_mailpit() {
+  if port_open "$SMTP_PORT" && port_open "$MAILPIT_HTTP_PORT"; then return 0; fi
+  say "starting Mailpit (SMTP 127.0.0.1:$SMTP_PORT, UI :$MAILPIT_HTTP_PORT)"
+  start_bg mailpit "$MAILPIT_BIN" --smtp "127.0.0.1:$SMTP_PORT" --listen "127.0.0.1:$MAILPIT_HTTP_PORT" \
+    --database "$DATA/mailpit.db" --disable-version-check
+  wait_for 30 "Mailpit" port_open "$MAILPIT_HTTP_PORT"
+}
+
+# The demo service image, built locally FROM scratch with Debian's static busybox, tagged by
+# the hash of its build context so a change rebuilds it.
+ensure_demo_image() {
+  local ctx="$ROOT/docker/demo-service" hash tmp
+  hash="$( (cd "$ctx" && cat Dockerfile ./*.sh; sha256sum /bin/busybox) | sha256sum | cut -c1-12)"
+  export DURABLE_OPS_DEMO_IMAGE="$DEMO_IMAGE:$hash"
+  docker image inspect "$DURABLE_OPS_DEMO_IMAGE" >/dev/null 2>&1 && return 0
+  say "building $DURABLE_OPS_DEMO_IMAGE"
+  tmp="$(mktemp -d)"
+  cp -r "$ctx/." "$tmp/"
+  cp /bin/busybox "$tmp/busybox"
+  DOCKER_BUILDKIT=0 docker build -q -t "$DURABLE_OPS_DEMO_IMAGE" -t "$DEMO_IMAGE:latest" "$tmp" >"$LOG_DIR/demo-image.log" 2>&1 || { cat "$LOG_DIR/demo-image.log" >&2; rm -rf "$tmp"; die "building the demo image failed"; }
+  rm -rf "$tmp"
+}
+
+ensure_installed() {
+  ensure_apt_packages "$@"
+  ensure_node_modules
+  ensure_tools
+}
+
+ensure_services() {
+  ensure_dockerd
+  ensure_temporal
+  ensure_mailpit
+  ensure_demo_image
+}
+
+# Stop what this session (npm start, or one npm test run) started.
+stop_started_by() {
+  local list="$RUN_DIR/started-by-$1"
+  [ -f "$list" ] || return 0
+  tac "$list" | while read -r name; do stop_recorded "$name"; done
+  rm -f "$list"
+}

@@ -1,0 +1,130 @@
+/**
+ * durable-ops CLI (thin: parse, validate with the runbook's schema, call the Temporal client).
+ *
+ *   npm run ops -- start restartService --input '{"service":"web","reason":"deploy"}' --wait
+ *   npm run ops -- start superviseService --input @examples/superviseService.json
+ *   npm run ops -- restart web --reason "stuck" --health-url http://127.0.0.1:8081/health
+ *   npm run ops -- signal supervise/web resume --by alice --reason "fixed the config"
+ *   npm run ops -- status supervise/web
+ *   npm run ops -- result restart/web/2026-...
+ */
+import { readFileSync } from 'node:fs';
+import { WorkflowFailedError, type Client } from '@temporalio/client';
+import { Command, InvalidArgumentError } from 'commander';
+import { loadConfig } from '../config/env';
+import { connectClient } from '../workers/clients';
+import { InvalidInputError, isRunbook, RUNBOOKS, startRunbook, type RunbookName } from './runbooks';
+
+const SIGNALS = ['resume', 'pause', 'stop'] as const;
+
+function parseJsonArg(value: string): unknown {
+  const text = value.startsWith('@') ? readFileSync(value.slice(1), 'utf8') : value;
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new InvalidArgumentError(`not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+async function withClient<T>(fn: (client: Client, taskQueue: string) => Promise<T>): Promise<T> {
+  const config = loadConfig();
+  const client = await connectClient(config);
+  try {
+    return await fn(client, config.DURABLE_OPS_TASK_QUEUE);
+  } finally {
+    await client.connection.close();
+  }
+}
+
+function print(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+}
+
+async function start(runbook: RunbookName, input: unknown, opts: { wait?: boolean; id?: string }): Promise<void> {
+  await withClient(async (client, taskQueue) => {
+    const handle = await startRunbook(client, runbook, input, { taskQueue, workflowId: opts.id });
+    const config = loadConfig();
+    process.stderr.write(`started ${runbook}: ${handle.workflowId}\n  ${config.DURABLE_OPS_TEMPORAL_UI}/namespaces/${config.DURABLE_OPS_NAMESPACE}/workflows/${encodeURIComponent(handle.workflowId)}\n`);
+    if (opts.wait) print(await handle.result());
+    else print({ workflowId: handle.workflowId, runId: handle.firstExecutionRunId });
+  });
+}
+
+const program = new Command()
+  .name('durable-ops')
+  .description('Start, signal and query durable-ops runbooks on Temporal.')
+  .showHelpAfterError();
+
+program
+  .command('start')
+  .description(`start a runbook with one JSON input (${Object.keys(RUNBOOKS).join(', ')})`)
+  .argument('<runbook>', 'workflow type', (v) => {
+    if (!isRunbook(v)) throw new InvalidArgumentError(`unknown runbook; one of ${Object.keys(RUNBOOKS).join(', ')}`);
+    return v;
+  })
+  .requiredOption('-i, --input <json|@file>', 'the input, as JSON or @path/to/file.json', parseJsonArg)
+  .option('--id <workflowId>', 'workflow id (default: derived from the input)')
+  .option('-w, --wait', 'wait for the result and print it')
+  .action(async (runbook: RunbookName, opts: { input: unknown; wait?: boolean; id?: string }) => start(runbook, opts.input, opts));
+
+program
+  .command('supervise')
+  .description('start (or attach to) the supervisor of a service')
+  .argument('<service>', 'container name')
+  .requiredOption('--health-url <url>', 'HTTP endpoint that answers 200 when healthy')
+  .option('--max-attempts <n>', 'restart attempts before escalating', (v) => Number(v))
+  .action(async (service: string, opts: { healthUrl: string; maxAttempts?: number }) =>
+    start('superviseService', { service, healthUrl: opts.healthUrl, ...(opts.maxAttempts !== undefined ? { restart: { maxAttempts: opts.maxAttempts } } : {}) }, {}),
+  );
+
+program
+  .command('restart')
+  .description('restart a service now, verify its health, print the report')
+  .argument('<service>', 'container name')
+  .option('--reason <text>', 'why (shown in the UI)')
+  .option('--health-url <url>', 'HTTP endpoint that must answer 200 after the restart')
+  .action(async (service: string, opts: { reason?: string; healthUrl?: string }) => start('restartService', { service, ...opts }, { wait: true }));
+
+program
+  .command('signal')
+  .description(`send ${SIGNALS.join(' / ')} to a supervisor`)
+  .argument('<workflowId>', 'e.g. supervise/web')
+  .argument('<signal>', SIGNALS.join(' | '), (v) => {
+    if (!(SIGNALS as readonly string[]).includes(v)) throw new InvalidArgumentError(`one of ${SIGNALS.join(', ')}`);
+    return v;
+  })
+  .option('--by <who>', 'operator name', process.env.USER ?? 'operator')
+  .option('--reason <text>', 'why')
+  .action(async (workflowId: string, signal: string, opts: { by: string; reason?: string }) =>
+    withClient(async (client) => {
+      await client.workflow.getHandle(workflowId).signal(signal, { by: opts.by, reason: opts.reason });
+      process.stderr.write(`sent ${signal} to ${workflowId}\n`);
+    }),
+  );
+
+program
+  .command('status')
+  .description('query a runbook for its status')
+  .argument('<workflowId>')
+  .action(async (workflowId: string) => withClient(async (client) => print(await client.workflow.getHandle(workflowId).query('status'))));
+
+program
+  .command('result')
+  .description('wait for a runbook to finish and print its result')
+  .argument('<workflowId>')
+  .action(async (workflowId: string) => withClient(async (client) => print(await client.workflow.getHandle(workflowId).result())));
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  if (err instanceof InvalidInputError) {
+    process.stderr.write(`${err.message}\n`);
+    process.exit(2);
+  }
+  if (err instanceof WorkflowFailedError) {
+    let cause: Error | undefined = err;
+    while (cause?.cause instanceof Error) cause = cause.cause;
+    process.stderr.write(`runbook failed: ${cause?.message ?? err.message}\n`);
+    process.exit(1);
+  }
+  process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

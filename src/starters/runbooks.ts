@@ -1,0 +1,89 @@
+/**
+ * The runbooks operators can start, with the schema that validates each input (the same one
+ * the workflow applies first thing), its workflow id, and the summary shown in the UI.
+ */
+import { WorkflowIdConflictPolicy, type Client, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
+import { z } from 'zod';
+import { RUNBOOK_ATTR, SERVICE_ATTR } from '../config/search-attributes';
+import { describeIssues } from '../schemas/common';
+import { restartServiceInputSchema } from '../schemas/restart-service';
+import { superviseServiceInputSchema } from '../schemas/supervise-service';
+
+interface RunbookSpec<S extends z.ZodType> {
+  schema: S;
+  service: (input: z.output<S>) => string;
+  workflowId: (input: z.output<S>, startedAt: Date) => string;
+  summary: (input: z.output<S>) => string;
+  /** A long-running entity: starting one that runs already attaches to it. */
+  entity: boolean;
+}
+
+const spec = <S extends z.ZodType>(s: RunbookSpec<S>) => s;
+
+export const RUNBOOKS = {
+  superviseService: spec({
+    schema: superviseServiceInputSchema,
+    service: (i) => i.service,
+    workflowId: (i) => `supervise/${i.service}`,
+    summary: (i) => `supervise ${i.service}`,
+    entity: true,
+  }),
+  restartService: spec({
+    schema: restartServiceInputSchema,
+    service: (i) => i.service,
+    workflowId: (i, at) => `restart/${i.service}/${at.toISOString().replace(/[:.]/g, '-')}`,
+    summary: (i) => `restart ${i.service}: ${i.reason}`,
+    entity: false,
+  }),
+};
+
+export type RunbookName = keyof typeof RUNBOOKS;
+
+export class InvalidInputError extends Error {
+  override name = 'InvalidInputError';
+  constructor(
+    readonly runbook: string,
+    readonly problems: string[],
+  ) {
+    super(`invalid ${runbook} input:\n${problems.map((p) => `  ${p}`).join('\n')}`);
+  }
+}
+
+export function isRunbook(name: string): name is RunbookName {
+  return Object.hasOwn(RUNBOOKS, name);
+}
+
+/** Validate an input with the runbook's schema; throws InvalidInputError naming each field. */
+export function validateInput(runbook: RunbookName, raw: unknown): { input: unknown; service: string; summary: string } {
+  const s = RUNBOOKS[runbook] as RunbookSpec<z.ZodType>;
+  const parsed = s.schema.safeParse(raw);
+  if (!parsed.success) throw new InvalidInputError(runbook, describeIssues(parsed.error));
+  return { input: parsed.data, service: s.service(parsed.data), summary: s.summary(parsed.data) };
+}
+
+export interface StartOptions {
+  taskQueue: string;
+  workflowId?: string;
+  /** Shown in the UI's summary; defaults to the runbook's. */
+  summary?: string;
+}
+
+/**
+ * Start a runbook: validate, then start with its id, search attributes and summary. Entity
+ * runbooks (the supervisor) attach to the running one instead of failing.
+ */
+export async function startRunbook(client: Client, runbook: RunbookName, raw: unknown, opts: StartOptions): Promise<WorkflowHandleWithFirstExecutionRunId> {
+  const s = RUNBOOKS[runbook] as RunbookSpec<z.ZodType>;
+  const { input, service, summary } = validateInput(runbook, raw);
+  return client.workflow.start(runbook, {
+    taskQueue: opts.taskQueue,
+    workflowId: opts.workflowId ?? s.workflowId(input, new Date()),
+    args: [input],
+    typedSearchAttributes: [
+      { key: SERVICE_ATTR, value: service },
+      { key: RUNBOOK_ATTR, value: runbook },
+    ],
+    staticSummary: opts.summary ?? summary,
+    ...(s.entity ? { workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING } : {}),
+  });
+}

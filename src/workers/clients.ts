@@ -1,0 +1,43 @@
+/** The real clients the worker and the bridge inject: Docker, SMTP, Temporal. */
+import { Connection, Client } from '@temporalio/client';
+import { NativeConnection } from '@temporalio/worker';
+import Docker from 'dockerode';
+import nodemailer from 'nodemailer';
+import type { Logger } from 'pino';
+import type { ActivityDeps } from '../activities';
+import type { Config } from '../config/env';
+
+export function createDocker(config: Config): Docker {
+  return new Docker({ socketPath: config.DURABLE_OPS_DOCKER_SOCKET });
+}
+
+export function createMailer(config: Config) {
+  return nodemailer.createTransport({
+    host: config.DURABLE_OPS_SMTP_HOST,
+    port: config.DURABLE_OPS_SMTP_PORT,
+    secure: false,
+    ignoreTLS: config.DURABLE_OPS_SMTP_HOST === '127.0.0.1' || config.DURABLE_OPS_SMTP_HOST === 'localhost',
+    connectionTimeout: 5_000,
+    greetingTimeout: 5_000,
+    socketTimeout: 10_000,
+  });
+}
+
+export function activityDeps(config: Config, log: Logger): ActivityDeps {
+  return {
+    docker: createDocker(config),
+    mailer: createMailer(config),
+    alertFrom: config.DURABLE_OPS_ALERT_FROM,
+    alertTo: config.DURABLE_OPS_ALERT_TO.split(',').map((a) => a.trim()),
+    log,
+  };
+}
+
+export async function connectWorker(config: Config): Promise<NativeConnection> {
+  return NativeConnection.connect({ address: config.DURABLE_OPS_TEMPORAL_ADDRESS });
+}
+
+export async function connectClient(config: Config): Promise<Client> {
+  const connection = await Connection.connect({ address: config.DURABLE_OPS_TEMPORAL_ADDRESS });
+  return new Client({ connection, namespace: config.DURABLE_OPS_NAMESPACE });
+}

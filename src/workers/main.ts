@@ -1,0 +1,64 @@
+/**
+ * The engine process: the Temporal worker (every runbook) and the Docker event bridge.
+ *   tsx src/workers/main.ts [--no-bridge]
+ * Configuration comes from DURABLE_OPS_* variables (src/config/env.ts), validated first.
+ */
+import { DefaultLogger, Runtime, type LogLevel } from '@temporalio/worker';
+import { ConfigError, loadConfig } from '../config/env';
+import { createLogger } from '../config/logger';
+import { activityDeps, connectClient, connectWorker, createDocker } from './clients';
+import { runDockerEventBridge } from './docker-events';
+import { createWorker } from './worker';
+
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(`durable-ops: ${err.message}`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const log = createLogger(config.DURABLE_OPS_LOG_LEVEL, { component: 'worker', taskQueue: config.DURABLE_OPS_TASK_QUEUE });
+  const sdkLog = log.child({ component: 'temporal-sdk' });
+  const level = config.DURABLE_OPS_LOG_LEVEL === 'silent' ? 'ERROR' : (config.DURABLE_OPS_LOG_LEVEL.toUpperCase() as LogLevel);
+  Runtime.install({
+    logger: new DefaultLogger(['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR'].includes(level) ? level : 'INFO', (entry) => {
+      const method = entry.level === 'TRACE' ? 'trace' : entry.level === 'DEBUG' ? 'debug' : entry.level === 'WARN' ? 'warn' : entry.level === 'ERROR' ? 'error' : 'info';
+      sdkLog[method]({ ...entry.meta }, entry.message);
+    }),
+  });
+
+  const withBridge = !process.argv.includes('--no-bridge');
+  const connection = await connectWorker(config);
+  const worker = await createWorker({
+    connection,
+    namespace: config.DURABLE_OPS_NAMESPACE,
+    taskQueue: config.DURABLE_OPS_TASK_QUEUE,
+    deps: activityDeps(config, log.child({ component: 'activity' })),
+    bundlePath: config.DURABLE_OPS_WORKFLOW_BUNDLE,
+  });
+
+  const abort = new AbortController();
+  const bridge = withBridge
+    ? connectClient(config).then((client) =>
+        runDockerEventBridge({ docker: createDocker(config), client, taskQueue: config.DURABLE_OPS_TASK_QUEUE, log: log.child({ component: 'docker-events' }), signal: abort.signal }),
+      )
+    : Promise.resolve();
+  log.info({ temporal: config.DURABLE_OPS_TEMPORAL_ADDRESS, bridge: withBridge }, 'worker started');
+  try {
+    await worker.run();
+  } finally {
+    abort.abort();
+    await bridge.catch((err) => log.error({ error: (err as Error).message }, 'bridge ended with an error'));
+    await connection.close();
+    log.info('worker stopped');
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

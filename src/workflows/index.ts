@@ -1,0 +1,3 @@
+/** Every runbook the worker registers. */
+export { superviseService } from './supervise-service';
+export { restartService } from './restart-service';
