@@ -6,6 +6,7 @@
 #   crash-on-start  exit 3 at start (a crash loop)
 #   unhealthy       /health answers 404 until the file is removed
 #   start-delay     seconds to wait before serving (a slow start)
+#   slow-stop       seconds a graceful stop takes (a slow drain)
 set -eu
 port="${PORT:-8080}"
 if [ -n "${SLOT:-}" ]; then port=$((port + SLOT)); fi
@@ -32,7 +33,14 @@ httpd -f -v -p "127.0.0.1:$port" -h /www &
 child=$!
 echo "$child" >/tmp/httpd.pid
 # A graceful stop (docker stop) exits 0; anything else that ends httpd is a crash.
-trap 'kill -TERM "$child" 2>/dev/null || true; wait "$child" 2>/dev/null || true; echo "stopped"; exit 0' TERM INT
+graceful_stop() {
+  if [ -s "$ctl/slow-stop" ]; then echo "draining for $(cat "$ctl/slow-stop")s"; sleep "$(cat "$ctl/slow-stop")"; fi
+  kill -TERM "$child" 2>/dev/null || true
+  wait "$child" 2>/dev/null || true
+  echo "stopped"
+  exit 0
+}
+trap graceful_stop TERM INT
 rc=0
 wait "$child" || rc=$?
 code="$(cat /tmp/crash-code 2>/dev/null || echo "$rc")"

@@ -10,13 +10,11 @@ import * as seed from './defaults';
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
 /** user@host; a TLD is not required (oncall@localhost is a fine address for local SMTP). */
 const EMAIL = /^[^@\s,]+@[^@\s,]+$/;
-const loopbackHostPort = z
-  .string()
-  .regex(/^(127\.\d+\.\d+\.\d+|localhost|\[::1\]):\d{1,5}$/, 'must be a loopback host:port (127.0.0.1:PORT)');
+const hostPort = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[a-zA-Z0-9.-]+):\d{1,5}$/, 'must be host:port (e.g. 127.0.0.1:7233)');
 
 /** Every variable the engine reads, with its default. */
 const envSchema = z.object({
-  DURABLE_OPS_TEMPORAL_ADDRESS: loopbackHostPort.default('127.0.0.1:7233'),
+  DURABLE_OPS_TEMPORAL_ADDRESS: hostPort.default('127.0.0.1:7233'),
   DURABLE_OPS_NAMESPACE: z.string().min(1).default(seed.DEFAULT_NAMESPACE),
   DURABLE_OPS_TASK_QUEUE: z.string().min(1).default(seed.DEFAULT_TASK_QUEUE),
   DURABLE_OPS_DOCKER_SOCKET: z.string().min(1).default('/var/run/docker.sock'),

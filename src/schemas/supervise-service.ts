@@ -41,6 +41,8 @@ export const superviseServiceInputSchema = z.strictObject({
   /** Services this one needs; probed before a restart so a down dependency does not burn attempts. */
   dependencies: z.array(dependencySchema).max(20, 'at most 20 dependencies').default([]),
   dependencyRecheckMs: durationMs.min(100, 'must be >= 100').default(seed.HEALTHCHECK_INTERVAL_MS),
+  /** Continue as new (carrying the state) once the history holds this many events. */
+  continueAsNewAfterEvents: z.number().int().min(100, 'must be >= 100').max(40_000, 'must be <= 40000').default(2_000),
 });
 
 export type SuperviseServiceInput = z.input<typeof superviseServiceInputSchema>;

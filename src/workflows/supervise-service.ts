@@ -76,9 +76,6 @@ export const resumeSignal = defineSignal<[{ by?: string; reason?: string }?]>('r
 export const stopSignal = defineSignal<[{ by?: string; reason?: string }?]>('stop');
 export const statusQuery = defineQuery<SupervisorStatus>('status');
 
-/** Continue as new well before the server's own limits. */
-const MAX_HISTORY_EVENTS = 2_000;
-
 const quick = proxyActivities<Activities>({
   startToCloseTimeout: '20s',
   retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '10s' },
@@ -282,7 +279,7 @@ export async function superviseService(rawInput: unknown, carried?: SupervisorCa
 
   while (stopRequested === undefined) {
     const info = workflowInfo();
-    if (info.continueAsNewSuggested || info.historyLength > MAX_HISTORY_EVENTS) {
+    if (info.continueAsNewSuggested || info.historyLength > input.continueAsNewAfterEvents) {
       await condition(allHandlersFinished);
       status.runsCarried += 1;
       return continueAsNew<typeof superviseService>(input satisfies SuperviseServiceParams, { status, pending, paused });

@@ -1,0 +1,30 @@
+/**
+ * Recorded histories for the replay tests. A test calls recordHistory after a scenario; the
+ * history is written only when DURABLE_OPS_RECORD_HISTORIES=1 (`npm run record-histories`),
+ * so normal runs never rewrite the checked-in files.
+ */
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execFileSync } from 'node:child_process';
+import type { Client } from '@temporalio/client';
+import { historyFromJSON } from '@temporalio/common/lib/proto-utils';
+import { config } from './temporal';
+
+export const HISTORIES_DIR = fileURLToPath(new URL('../replay/histories', import.meta.url));
+
+/** Export a history the way an operator would (`temporal workflow show --output json`). */
+export async function recordHistory(client: Client, workflowId: string, name: string): Promise<void> {
+  if (process.env.DURABLE_OPS_RECORD_HISTORIES !== '1') return;
+  const { runId } = await client.workflow.getHandle(workflowId).describe();
+  const bin = process.env.DURABLE_OPS_TEMPORAL_BIN ?? 'temporal';
+  const json = execFileSync(bin, ['workflow', 'show', '--address', config.DURABLE_OPS_TEMPORAL_ADDRESS, '--namespace', config.DURABLE_OPS_NAMESPACE, '--workflow-id', workflowId, '--run-id', runId, '--output', 'json'], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  writeFileSync(path.join(HISTORIES_DIR, `${name}.json`), json);
+}
+
+export function loadHistories(): Array<{ workflowId: string; history: ReturnType<typeof historyFromJSON> }> {
+  return readdirSync(HISTORIES_DIR)
+    .filter((f) => f.endsWith('.json'))
+    .sort()
+    .map((f) => ({ workflowId: f.replace(/\.json$/, ''), history: historyFromJSON(JSON.parse(readFileSync(path.join(HISTORIES_DIR, f), 'utf8'))) }));
+}
