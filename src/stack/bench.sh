@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# npm run bench: the auto-restart benchmark (Docker's restart policy vs the durable-ops
+# supervisor). Reuses a running stack, starts its own worker + event bridge on a private task
+# queue, and stops what it started.
+#   npm run bench                  10 rounds
+#   npm run bench -- --rounds 20
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+export DURABLE_OPS_SESSION="bench-$$"
+export DURABLE_OPS_TASK_QUEUE="bench-$$"
+trap 'stop_started_by "$DURABLE_OPS_SESSION"' EXIT
+
+ensure_installed
+ensure_services
+cd "$ROOT"
+
+say "starting a worker + Docker event bridge on task queue $DURABLE_OPS_TASK_QUEUE (log: $LOG_DIR/bench-worker.log)"
+: >"$LOG_DIR/bench-worker.log"
+start_bg bench-worker "$(command -v node)" --import tsx "$ROOT/src/workers/main.ts"
+# Ready once the worker runs and the bridge follows the engine's events (fail fast if it exits).
+bench_worker_ready() {
+  recorded_alive bench-worker || die "the bench worker exited (see $LOG_DIR/bench-worker.log)"
+  grep -q '"msg":"worker started"' "$LOG_DIR/bench-worker.log" && grep -q '"msg":"docker event stream connected"' "$LOG_DIR/bench-worker.log"
+}
+wait_for 120 "the bench worker" bench_worker_ready
+
+npx tsx bench/restart.ts "$@"
