@@ -1,0 +1,19 @@
+/** The README's JSON inputs (each after a `<!-- input: <runbook> -->` marker) are valid inputs. */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { test } from 'node:test';
+import { isRunbook, RUNBOOKS, validateInput } from '../../src/starters/runbooks';
+
+const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+const examples = [...readme.matchAll(/<!-- input: (\w+) -->\s*```json\n([\s\S]*?)```/g)].map((m) => ({ runbook: m[1]!, json: m[2]! }));
+
+test('every runbook has a README example', () => {
+  assert.deepEqual([...new Set(examples.map((e) => e.runbook))].sort(), Object.keys(RUNBOOKS).sort());
+});
+
+for (const { runbook, json } of examples) {
+  test(`README example for ${runbook} validates with its schema`, () => {
+    assert.ok(isRunbook(runbook), `unknown runbook ${runbook}`);
+    assert.doesNotThrow(() => validateInput(runbook, JSON.parse(json)));
+  });
+}
