@@ -98,28 +98,31 @@ ensure_node_modules() {
 
 # --- processes ---------------------------------------------------------------------------
 
-# Is the process recorded in pidfile NAME alive and still the binary we started?
+# Is the process recorded in pidfile NAME alive and still the very command we started?
+# The pidfile holds the PID on line 1 and the exact command line on line 2.
 recorded_alive() {
-  local f="$RUN_DIR/$1.pid" pid bin
+  local f="$RUN_DIR/$1.pid" pid cmd
   [ -f "$f" ] || return 1
-  read -r pid bin <"$f" || return 1
+  { IFS= read -r pid; IFS= read -r cmd; } <"$f" || return 1
   [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$bin"
+  local actual
+  actual="$(tr '\0' ' ' <"/proc/$pid/cmdline")"
+  [ "${actual% }" = "$cmd" ]
 }
 
-# start_bg NAME BINARY ARGS...: start detached, record "PID BINARY".
+# start_bg NAME BINARY ARGS...: start detached, record its PID and command line.
 start_bg() {
-  local name="$1" bin="$2"; shift 2
-  setsid nohup "$bin" "$@" >>"$LOG_DIR/$name.log" 2>&1 </dev/null &
-  echo "$! $bin" >"$RUN_DIR/$name.pid"
+  local name="$1"; shift
+  setsid nohup "$@" >>"$LOG_DIR/$name.log" 2>&1 </dev/null &
+  printf '%s\n%s\n' "$!" "$*" >"$RUN_DIR/$name.pid"
   echo "$name" >>"$RUN_DIR/started-by-${DURABLE_OPS_SESSION:-$$}"
 }
 
 # stop_recorded NAME: stop only the process we recorded, if it is still that process.
 stop_recorded() {
-  local name="$1" f="$RUN_DIR/$1.pid" pid bin
+  local name="$1" f="$RUN_DIR/$1.pid" pid
   if recorded_alive "$name"; then
-    read -r pid bin <"$f"
+    read -r pid <"$f"
     say "stopping $name (pid $pid)"
     kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 1 100); do [ -d "/proc/$pid" ] || break; sleep 0.1; done

@@ -8,12 +8,17 @@ ensure_installed
 ensure_services
 
 if recorded_alive worker; then
-  say "worker already running (pid $(cut -d' ' -f1 "$RUN_DIR/worker.pid"))"
+  say "worker already running (pid $(head -1 "$RUN_DIR/worker.pid"))"
 else
   say "starting the worker and the Docker event bridge (log: $LOG_DIR/worker.log)"
   cd "$ROOT"
+  [ -f "$LOG_DIR/worker.log" ] && mv "$LOG_DIR/worker.log" "$LOG_DIR/worker.log.1"
   start_bg worker "$(command -v node)" --import tsx "$ROOT/src/workers/main.ts"
-  wait_for 120 "the worker" grep -q '"msg":"worker started"' "$LOG_DIR/worker.log"
+  worker_ready() {
+    recorded_alive worker || { tail -20 "$LOG_DIR/worker.log" >&2; die "the worker exited at start"; }
+    grep -q '"msg":"worker started"' "$LOG_DIR/worker.log"
+  }
+  wait_for 120 "the worker" worker_ready
 fi
 
 cat <<EOT
