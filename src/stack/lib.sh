@@ -23,6 +23,11 @@ DOCKER_SOCK="${DURABLE_OPS_DOCKER_SOCKET:-/var/run/docker.sock}"
 DEMO_IMAGE="durable-ops/demo-service"
 
 APT_PACKAGES=(docker.io busybox-static docker-compose)
+# Extension points: each src/stack/services/*.sh (sourced at the end of this file) may add
+# Debian packages to APT_PACKAGES, and names of functions to EXTRA_TOOLS (build tools into the
+# cache) and EXTRA_SERVICES (start a service if it is not running).
+EXTRA_TOOLS=()
+EXTRA_SERVICES=()
 
 export DURABLE_OPS_TEMPORAL_ADDRESS="${DURABLE_OPS_TEMPORAL_ADDRESS:-127.0.0.1:$TEMPORAL_PORT}"
 export DURABLE_OPS_SMTP_PORT="$SMTP_PORT"
@@ -86,6 +91,8 @@ ensure_tools() {
   go_tool "$MAILPIT_BIN" "github.com/axllent/mailpit@v$MAILPIT_VERSION" &
   local p2=$!
   wait "$p1" && wait "$p2"
+  local fn
+  for fn in "${EXTRA_TOOLS[@]}"; do "$fn"; done
 }
 
 ensure_node_modules() {
@@ -189,6 +196,8 @@ ensure_services() {
   ensure_temporal
   ensure_mailpit
   ensure_demo_image
+  local fn
+  for fn in "${EXTRA_SERVICES[@]}"; do "$fn"; done
 }
 
 # Stop what this session (npm start, or one npm test run) started.
@@ -198,3 +207,8 @@ stop_started_by() {
   tac "$list" | while read -r name; do stop_recorded "$name"; done
   rm -f "$list"
 }
+
+for _svc in "$ROOT"/src/stack/services/*.sh; do
+  [ -e "$_svc" ] && source "$_svc"
+done
+unset _svc

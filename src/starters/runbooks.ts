@@ -4,6 +4,7 @@
  */
 import { WorkflowIdConflictPolicy, type Client, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import { z } from 'zod';
+import { loadConfig, type Config } from '../config/env';
 import { RUNBOOK_ATTR, SERVICE_ATTR } from '../config/search-attributes';
 import { describeIssues } from '../schemas/common';
 import { restartServiceInputSchema } from '../schemas/restart-service';
@@ -53,10 +54,34 @@ export function isRunbook(name: string): name is RunbookName {
   return Object.hasOwn(RUNBOOKS, name);
 }
 
-/** Validate an input with the runbook's schema; throws InvalidInputError naming each field. */
-export function validateInput(runbook: RunbookName, raw: unknown): { input: unknown; service: string; summary: string } {
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * The seed defaults an operator overrode in the environment (DURABLE_OPS_RESTART_*), filled in
+ * where the input leaves them out. Whatever the input says wins; anything malformed is left for
+ * the schema to report.
+ */
+export function applyConfiguredDefaults(runbook: RunbookName, raw: unknown, config: Config): unknown {
+  if (runbook !== 'superviseService' || !isObject(raw)) return raw;
+  if (raw.restart !== undefined && !isObject(raw.restart)) return raw;
+  return {
+    ...raw,
+    restart: {
+      maxAttempts: config.DURABLE_OPS_RESTART_MAX_ATTEMPTS,
+      initialDelayMs: config.DURABLE_OPS_RESTART_SEC_MS,
+      maxDelayMs: config.DURABLE_OPS_RESTART_BACKOFF_MAX_MS,
+      ...(raw.restart ?? {}),
+    },
+  };
+}
+
+/**
+ * Validate an input with the runbook's schema (after the configured defaults); throws
+ * InvalidInputError naming each bad field.
+ */
+export function validateInput(runbook: RunbookName, raw: unknown, config: Config = loadConfig()): { input: unknown; service: string; summary: string } {
   const s = RUNBOOKS[runbook] as RunbookSpec<z.ZodType>;
-  const parsed = s.schema.safeParse(raw);
+  const parsed = s.schema.safeParse(applyConfiguredDefaults(runbook, raw, config));
   if (!parsed.success) throw new InvalidInputError(runbook, describeIssues(parsed.error));
   return { input: parsed.data, service: s.service(parsed.data), summary: s.summary(parsed.data) };
 }

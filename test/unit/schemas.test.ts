@@ -69,3 +69,14 @@ test('configuration: a bad environment value is named at start-up', () => {
   assert.equal(c.DURABLE_OPS_RESTART_MAX_ATTEMPTS, 5);
   assert.equal(loadConfig({}).DURABLE_OPS_RESTART_MAX_ATTEMPTS, seed.RESTART_MAX_ATTEMPTS);
 });
+
+test('starters fill the restart defaults an operator overrode in the environment; the input still wins', () => {
+  const config = loadConfig({ DURABLE_OPS_RESTART_MAX_ATTEMPTS: '5', DURABLE_OPS_RESTART_SEC_MS: '2000' });
+  const fromEnv = validateInput('superviseService', ok, config).input as { restart: { maxAttempts: number; initialDelayMs: number; maxDelayMs: number } };
+  assert.equal(fromEnv.restart.maxAttempts, 5);
+  assert.equal(fromEnv.restart.initialDelayMs, 2000);
+  assert.equal(fromEnv.restart.maxDelayMs, seed.RESTART_BACKOFF_MAX_MS);
+  const explicit = validateInput('superviseService', { ...ok, restart: { maxAttempts: 2 } }, config).input as { restart: { maxAttempts: number } };
+  assert.equal(explicit.restart.maxAttempts, 2);
+  assert.throws(() => validateInput('superviseService', { ...ok, restart: 'often' }, config), /restart: /);
+});
