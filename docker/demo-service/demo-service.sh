@@ -20,6 +20,8 @@ fi
 if [ -s "$ctl/start-delay" ]; then sleep "$(cat "$ctl/start-delay")"; fi
 printf '<html><body><h1>demo-service</h1><p>host %s port %s</p></body></html>\n' "$(hostname)" "$port" >/www/index.html
 echo ok >/www/health
+# A static /metrics, so Prometheus sees the service: up{service=...} is 0 when it is down.
+printf '# HELP demo_service_up The demo service is serving.\n# TYPE demo_service_up gauge\ndemo_service_up 1\n' >/www/metrics
 # Health follows the control file.
 (
   while :; do

@@ -6,11 +6,14 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type Docker from 'dockerode';
 import type { Logger } from 'pino';
+import type { BreakerRegistry } from './breaker';
 import { redact } from './redact';
 
 export interface DockerDeps {
   docker: Docker;
   log: Logger;
+  /** Engine calls go through the `docker` breaker (a graceful stop, long by nature, through `docker-stop`). */
+  breakers: BreakerRegistry;
 }
 
 export type HealthStatus = 'healthy' | 'unhealthy' | 'starting' | 'none';
@@ -63,14 +66,17 @@ export function serviceNotFound(service: string): ApplicationFailure {
   });
 }
 
-export function createDockerActivities({ docker, log }: DockerDeps) {
+export function createDockerActivities({ docker, log, breakers }: DockerDeps) {
+  const engine = <T>(fn: () => Promise<T>) => breakers.call('docker', fn);
   async function inspect(service: string): Promise<Docker.ContainerInspectInfo> {
-    try {
-      return await docker.getContainer(service).inspect();
-    } catch (err) {
-      if (isStatus(err, 404)) throw serviceNotFound(service);
-      throw err;
-    }
+    return engine(async () => {
+      try {
+        return await docker.getContainer(service).inspect();
+      } catch (err) {
+        if (isStatus(err, 404)) throw serviceNotFound(service);
+        throw err;
+      }
+    });
   }
 
   function toState(service: string, info: Docker.ContainerInspectInfo): ServiceState {
@@ -117,17 +123,25 @@ export function createDockerActivities({ docker, log }: DockerDeps) {
         }
         const container = docker.getContainer(service);
         if (before.State.Running || before.State.Restarting) {
+          await breakers.call(
+            'docker-stop',
+            async () => {
+              try {
+                await container.stop({ t: stopTimeoutSec });
+              } catch (err) {
+                if (!isStatus(err, 304)) throw err;
+              }
+            },
+            { timeoutMs: false },
+          );
+        }
+        await engine(async () => {
           try {
-            await container.stop({ t: stopTimeoutSec });
+            await container.start();
           } catch (err) {
             if (!isStatus(err, 304)) throw err;
           }
-        }
-        try {
-          await container.start();
-        } catch (err) {
-          if (!isStatus(err, 304)) throw err;
-        }
+        });
         const after = await inspect(service);
         const startedAt = toMs(after.State.StartedAt);
         log.info({ service, startedAt, attempt: ctx.info.attempt }, 'container restarted');
@@ -140,7 +154,7 @@ export function createDockerActivities({ docker, log }: DockerDeps) {
     /** Exit code and the tail of the log (redacted), for the escalation alert. */
     async failureContext(input: { service: string; tailLines: number }): Promise<FailureContext> {
       const info = await inspect(input.service);
-      const raw = (await docker.getContainer(input.service).logs({ stdout: true, stderr: true, tail: input.tailLines, follow: false })) as unknown as Buffer;
+      const raw = await engine(async () => (await docker.getContainer(input.service).logs({ stdout: true, stderr: true, tail: input.tailLines, follow: false })) as unknown as Buffer);
       return {
         exitCode: info.State.ExitCode,
         oomKilled: info.State.OOMKilled,

@@ -2,27 +2,67 @@
  * The activity factory: every activity the worker registers, built from injected clients.
  * Workflows import this module as a type only.
  */
+import type { Client } from '@temporalio/client';
 import type Docker from 'dockerode';
 import type { Transporter } from 'nodemailer';
 import type { Logger } from 'pino';
-import { createAlertActivities } from './alerts';
+import type { AlertingConfig } from '../config/alerting';
+import { alertsTotal, breakerState, BREAKER_STATES, deadLetters } from '../observability/metrics';
+import { createAlertActivities, type AlertMetrics } from './alerts';
+import { BreakerRegistry } from './breaker';
 import { createDockerActivities } from './docker';
 import { createHealthActivities } from './health';
+import { createMetricsActivities } from './metrics';
 
 export interface ActivityDeps {
   docker: Docker;
   mailer: Transporter;
   alertFrom: string;
   alertTo: string[];
+  alerting: AlertingConfig;
+  /** Temporal client + task queue: alerts reach their group and dead-letter workflows. */
+  client: Client;
+  taskQueue: string;
   log: Logger;
+  breakers?: BreakerRegistry;
   fetch?: typeof fetch;
+  env?: NodeJS.ProcessEnv;
 }
 
+/** Alert and breaker facts as Prometheus metrics. */
+const promAlertMetrics: AlertMetrics = {
+  delivered(channel, deduplicated) {
+    alertsTotal.inc({ channel, outcome: 'sent' });
+    if (deduplicated > 0) alertsTotal.inc({ channel, outcome: 'deduplicated' }, deduplicated);
+  },
+  failed(channel) {
+    alertsTotal.inc({ channel, outcome: 'failed' });
+  },
+  deadLetterDepth(depth) {
+    deadLetters.set(depth);
+  },
+};
+
 export function createActivities(deps: ActivityDeps) {
+  const breakers = deps.breakers ?? new BreakerRegistry(deps.log);
+  breakers.onStateChange((dependency, state) => breakerState.set({ dependency }, BREAKER_STATES[state]));
   return {
-    ...createDockerActivities({ docker: deps.docker, log: deps.log }),
+    ...createDockerActivities({ docker: deps.docker, log: deps.log, breakers }),
     ...createHealthActivities({ docker: deps.docker, fetch: deps.fetch }),
-    ...createAlertActivities({ mailer: deps.mailer, from: deps.alertFrom, to: deps.alertTo, log: deps.log }),
+    ...createMetricsActivities({ log: deps.log }),
+    ...createAlertActivities({
+      mailer: deps.mailer,
+      from: deps.alertFrom,
+      to: deps.alertTo,
+      log: deps.log,
+      alerting: deps.alerting,
+      breakers,
+      client: deps.client,
+      taskQueue: deps.taskQueue,
+      fetch: deps.fetch,
+      env: deps.env,
+      metrics: promAlertMetrics,
+    }),
   };
 }
 

@@ -28,9 +28,23 @@ const envSchema = z.object({
   DURABLE_OPS_MAILPIT_API: z.string().url().default('http://127.0.0.1:8025'),
   DURABLE_OPS_TEMPORAL_UI: z.string().url().default('http://127.0.0.1:8233'),
   DURABLE_OPS_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** OTLP/HTTP endpoint for traces (Jaeger in the stack); spans go to <endpoint>/v1/traces. */
+  DURABLE_OPS_OTLP_ENDPOINT: z
+    .string()
+    .url()
+    .refine((v) => /^https?:\/\//.test(v), 'must be an http(s) URL (OTLP/HTTP, e.g. http://127.0.0.1:4318)')
+    .default('http://127.0.0.1:4318'),
   DURABLE_OPS_WORKFLOW_BUNDLE: z.string().optional(),
+  /** Alert channels and routing (JSON file, see src/config/alerting.ts); email only when unset. */
+  DURABLE_OPS_ALERTING_CONFIG: z.string().optional(),
   DURABLE_OPS_DATA: z.string().default(path.join(process.cwd(), '.data')),
   DURABLE_OPS_CACHE: z.string().default(path.join(os.homedir(), '.cache', 'durable-ops')),
+  /** The worker's /metrics (durable_ops_ KPIs + the SDK's metrics) on 127.0.0.1; 0 = any free port. */
+  DURABLE_OPS_METRICS_PORT: int(0, 65535).default(9464),
+  /** The Temporal SDK's own Prometheus exporter (loopback, read through /metrics); 0 = any free port. */
+  DURABLE_OPS_SDK_METRICS_PORT: int(0, 65535).default(0),
+  /** The Alertmanager webhook receiver (POST /alertmanager) on 127.0.0.1; 0 = any free port. */
+  DURABLE_OPS_RECEIVER_PORT: int(0, 65535).default(9466),
   /** Seed overrides for runbook defaults (applied by the starters when a field is absent). */
   DURABLE_OPS_RESTART_MAX_ATTEMPTS: int(1, 100).default(seed.RESTART_MAX_ATTEMPTS),
   DURABLE_OPS_RESTART_BACKOFF_MAX_MS: int(0).default(seed.RESTART_BACKOFF_MAX_MS),

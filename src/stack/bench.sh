@@ -24,3 +24,9 @@ bench_worker_ready() {
 wait_for 120 "the bench worker" bench_worker_ready
 
 npx tsx bench/restart.ts "$@"
+
+# The alert path (Prometheus -> Alertmanager -> durable-ops) next to the Docker event path. It
+# runs its own worker, bridge, receiver, Prometheus and Alertmanager, so the bench worker (and
+# its event bridge, which would signal the alert-path supervisor too) stops first.
+stop_recorded bench-worker
+npx tsx bench/alert-path.ts

@@ -12,6 +12,7 @@ import { readFileSync } from 'node:fs';
 import { WorkflowFailedError, type Client } from '@temporalio/client';
 import { Command, InvalidArgumentError } from 'commander';
 import { loadConfig } from '../config/env';
+import { CLI_SERVICE_NAME, createTracing } from '../observability/tracing';
 import { connectClient } from '../workers/clients';
 import { InvalidInputError, isRunbook, RUNBOOKS, startRunbook, type RunbookName } from './runbooks';
 
@@ -28,11 +29,13 @@ function parseJsonArg(value: string): unknown {
 
 async function withClient<T>(fn: (client: Client, taskQueue: string) => Promise<T>): Promise<T> {
   const config = loadConfig();
-  const client = await connectClient(config);
+  const tracing = createTracing({ serviceName: CLI_SERVICE_NAME, endpoint: config.DURABLE_OPS_OTLP_ENDPOINT });
+  const client = await connectClient(config, tracing);
   try {
     return await fn(client, config.DURABLE_OPS_TASK_QUEUE);
   } finally {
     await client.connection.close();
+    await tracing.shutdown();
   }
 }
 
@@ -107,6 +110,16 @@ program
   .description('query a runbook for its status')
   .argument('<workflowId>')
   .action(async (workflowId: string) => withClient(async (client) => print(await client.workflow.getHandle(workflowId).query('status'))));
+
+program
+  .command('breakers')
+  .description("the worker's circuit breakers: state, stats, time to half-open")
+  .option('--url <url>', 'the worker metrics endpoint', `http://127.0.0.1:${process.env.DURABLE_OPS_METRICS_PORT ?? 9464}`)
+  .action(async (opts: { url: string }) => {
+    const res = await fetch(`${opts.url}/breakers`, { signal: AbortSignal.timeout(5_000) });
+    if (!res.ok) throw new Error(`${opts.url}/breakers: HTTP ${res.status}`);
+    print(await res.json());
+  });
 
 program
   .command('result')

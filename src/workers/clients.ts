@@ -5,7 +5,9 @@ import Docker from 'dockerode';
 import nodemailer from 'nodemailer';
 import type { Logger } from 'pino';
 import type { ActivityDeps } from '../activities';
+import { loadAlerting } from '../config/alerting';
 import type { Config } from '../config/env';
+import { clientInterceptors, type Tracing } from '../observability/tracing';
 
 export function createDocker(config: Config): Docker {
   return new Docker({ socketPath: config.DURABLE_OPS_DOCKER_SOCKET });
@@ -23,12 +25,16 @@ export function createMailer(config: Config) {
   });
 }
 
-export function activityDeps(config: Config, log: Logger): ActivityDeps {
+/** Real clients for the activities; `client` and `taskQueue` let alerts reach their workflows. */
+export function activityDeps(config: Config, log: Logger, temporal: { client: Client; taskQueue: string }): ActivityDeps {
   return {
     docker: createDocker(config),
     mailer: createMailer(config),
     alertFrom: config.DURABLE_OPS_ALERT_FROM,
     alertTo: config.DURABLE_OPS_ALERT_TO.split(',').map((a) => a.trim()),
+    alerting: loadAlerting(config.DURABLE_OPS_ALERTING_CONFIG),
+    client: temporal.client,
+    taskQueue: temporal.taskQueue,
     log,
   };
 }
@@ -37,7 +43,8 @@ export async function connectWorker(config: Config): Promise<NativeConnection> {
   return NativeConnection.connect({ address: config.DURABLE_OPS_TEMPORAL_ADDRESS });
 }
 
-export async function connectClient(config: Config): Promise<Client> {
+/** A client whose calls are traced (the start span begins a runbook's trace) with `tracing`. */
+export async function connectClient(config: Config, tracing?: Tracing): Promise<Client> {
   const connection = await Connection.connect({ address: config.DURABLE_OPS_TEMPORAL_ADDRESS });
-  return new Client({ connection, namespace: config.DURABLE_OPS_NAMESPACE });
+  return new Client({ connection, namespace: config.DURABLE_OPS_NAMESPACE, interceptors: clientInterceptors(tracing) });
 }

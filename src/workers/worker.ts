@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities, type ActivityDeps } from '../activities';
+import { workerTracingOptions, type Tracing } from '../observability/tracing';
 
 export const workflowsPath = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
 
@@ -20,6 +21,8 @@ export interface CreateWorkerOptions {
   bundlePath?: string;
   /** Override activities (unit tests stub them); the real ones by default. */
   activities?: object;
+  /** Trace workflows and activities (src/observability/tracing.ts); workflow spans are dropped without it. */
+  tracing?: Tracing;
 }
 
 export async function createWorker(opts: CreateWorkerOptions): Promise<Worker> {
@@ -29,6 +32,7 @@ export async function createWorker(opts: CreateWorkerOptions): Promise<Worker> {
     taskQueue: opts.taskQueue,
     activities: opts.activities ?? createActivities(opts.deps),
     ...workflowSource(opts.bundlePath),
+    ...workerTracingOptions(opts.tracing, !workflowSource(opts.bundlePath).workflowBundle),
     shutdownGraceTime: '10s',
   });
 }

@@ -91,6 +91,16 @@ export async function restartService(rawInput: unknown): Promise<RestartReport> 
       workflowId: workflowInfo().workflowId,
       dedupKey: `${input.service}/restart-unhealthy`,
     });
+    // A failed runbook step waits in the dead letters, where an operator can re-run it.
+    await quick.deadLetter({
+      id: workflowInfo().workflowId,
+      kind: 'workflow',
+      at: now(),
+      error: `not healthy ${input.healthTimeoutMs} ms after the restart (${report.lastProbe})`,
+      attempts: 1,
+      workflow: { workflowType: RUNBOOK, input, originalWorkflowId: workflowInfo().workflowId },
+      service: input.service,
+    });
     throw ApplicationFailure.create({ type: 'Unhealthy', nonRetryable: true, message: `${input.service} is not healthy ${input.healthTimeoutMs} ms after the restart (${report.lastProbe})`, details: [report] });
   }
   report.phase = 'done';

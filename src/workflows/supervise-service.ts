@@ -16,7 +16,9 @@ import {
   defineQuery,
   defineSignal,
   log,
+  patched,
   proxyActivities,
+  proxyLocalActivities,
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
@@ -55,6 +57,8 @@ export interface SupervisorStatus {
   downDependencies: string[];
   gaveUpAt?: number;
   lastAlertError?: string;
+  /** Dedup keys of alerts raised and not yet resolved. */
+  openAlerts?: string[];
   runsCarried: number;
 }
 
@@ -80,6 +84,9 @@ const quick = proxyActivities<Activities>({
   startToCloseTimeout: '20s',
   retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '10s' },
 });
+
+/** Metrics are recorded in the worker process (prom-client); never retried, never fatal. */
+const metrics = proxyLocalActivities<Activities>({ startToCloseTimeout: '5s', retry: { maximumAttempts: 1 } });
 
 const alerts = proxyActivities<Activities>({
   startToCloseTimeout: '30s',
@@ -176,15 +183,30 @@ export async function superviseService(rawInput: unknown, carried?: SupervisorCa
     return undefined;
   };
 
-  const sendAlert = async (severity: 'warning' | 'critical', summary: string, details: Record<string, string | number | boolean>) => {
+  /** Alerts this supervisor raised and has not resolved yet (dedup keys). */
+  const openAlerts = new Set<string>(status.openAlerts ?? []);
+  const sendAlert = async (rule: string, severity: 'warning' | 'critical', summary: string, details: Record<string, string | number | boolean>) => {
+    const dedupKey = `${service}/${rule}`;
     try {
-      await alerts.sendAlert({ severity, service, summary, details, runbook: RUNBOOK, workflowId: workflowInfo().workflowId, dedupKey: `${service}/${summary.split(':')[0]}` });
+      await alerts.sendAlert({ severity, service, summary, details, runbook: RUNBOOK, workflowId: workflowInfo().workflowId, dedupKey });
+      openAlerts.add(dedupKey);
+      status.openAlerts = [...openAlerts];
       status.lastAlertError = undefined;
     } catch (err) {
       // Alert delivery failing must not stop supervision; it stays visible in the status.
       status.lastAlertError = err instanceof ActivityFailure ? (err.cause?.message ?? err.message) : String(err);
       log.error('alert could not be delivered', { error: status.lastAlertError });
     }
+  };
+
+  /** The service is healthy again: the alerts it raised are resolved (their groups say so). */
+  const resolveOpenAlerts = async () => {
+    if (openAlerts.size === 0 || !patched('resolve-alerts')) return;
+    for (const dedupKey of [...openAlerts]) {
+      await alerts.resolveAlert({ dedupKey });
+      openAlerts.delete(dedupKey);
+    }
+    status.openAlerts = [...openAlerts];
   };
 
   /** Wait until no dependency is down (without burning attempts). False if interrupted. */
@@ -201,7 +223,7 @@ export async function superviseService(rawInput: unknown, carried?: SupervisorCa
       setState('waiting-dependency');
       if (!alerted) {
         alerted = true;
-        await sendAlert('warning', `dependency down: ${status.downDependencies.join(', ')}; restart of ${service} deferred`, {
+        await sendAlert('dependency-down', 'warning', `dependency down: ${status.downDependencies.join(', ')}; restart of ${service} deferred`, {
           dependencies: results.map((r) => `${r.name}=${r.ok ? 'up' : `down (${r.error ?? r.status})`}`).join(', '),
           attempts: `${status.attempts}/${policy.maxAttempts}`,
         });
@@ -215,7 +237,7 @@ export async function superviseService(rawInput: unknown, carried?: SupervisorCa
     status.nextRetryAt = undefined;
     setState('gave-up');
     const ctx = await quick.failureContext({ service, tailLines: 30 });
-    await sendAlert('critical', `gave up after ${status.attempts} restart attempts`, {
+    await sendAlert('restart-gave-up', 'critical', `gave up after ${status.attempts} restart attempts`, {
       attempts: status.attempts,
       'last failure': status.lastFailure ? `${status.lastFailure.kind} (${status.lastFailure.source}) at ${iso(status.lastFailure.at)}${status.lastFailure.detail ? `: ${status.lastFailure.detail}` : ''}` : 'unknown',
       'last exit code': ctx.exitCode,
@@ -231,6 +253,7 @@ export async function superviseService(rawInput: unknown, carried?: SupervisorCa
    */
   const recover = async (failure: FailureRecord, immediate = false): Promise<void> => {
     status.lastFailure = failure;
+    const failedAt = failure.at;
     status.healthySince = undefined;
     status.consecutiveProbeFailures = 0;
     for (;;) {
@@ -247,9 +270,11 @@ export async function superviseService(rawInput: unknown, carried?: SupervisorCa
 
       // Recovered on its own in the meantime (someone else restarted it)? Then no restart.
       const check = await checkNow();
+      let restarted = false;
       if (check.running && check.startedAt > status.lastFailure.at && check.http.ok) {
         log.info('service recovered without a restart', { service });
       } else {
+        restarted = true;
         setState('restarting');
         const requestedAt = now();
         const result = await restarter.restartContainer({ service, requestedAt, stopTimeoutSec: policy.stopTimeoutSec });
@@ -268,9 +293,16 @@ export async function superviseService(rawInput: unknown, carried?: SupervisorCa
       });
       // Events that our own restart caused (die on stop) are not new failures.
       status.lastRestartAt = now();
+      // Restarts and time to recover (failure -> verified healthy) as worker metrics.
+      if (patched('record-recovery-metric')) {
+        await metrics
+          .recordRecovery({ service, outcome: health.healthy ? 'healthy' : 'unhealthy', restarted, failedAt, ...(health.healthy ? { healthyAt: now() } : {}) })
+          .catch((err: unknown) => log.warn('recovery metric not recorded', { error: String(err) }));
+      }
       if (health.healthy) {
         status.healthySince = now();
         setState('watching');
+        await resolveOpenAlerts();
         return;
       }
       status.lastFailure = { kind: 'probe', at: now(), source: 'verify', detail: `not healthy ${policy.healthTimeoutMs} ms after restart: ${health.last.error ?? `HTTP ${health.last.status}`}` };
@@ -313,6 +345,7 @@ export async function superviseService(rawInput: unknown, carried?: SupervisorCa
       if (check.running && check.http.ok) {
         status.healthySince = now();
         setState('watching');
+        await resolveOpenAlerts();
       } else {
         await recover({ kind: 'operator', at: now(), source: 'resume', detail: check.http.error ?? `HTTP ${check.http.status}` }, true);
       }

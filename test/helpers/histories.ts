@@ -20,11 +20,29 @@ export async function recordHistory(client: Client, workflowId: string, name: st
   const bin = process.env.DURABLE_OPS_TEMPORAL_BIN ?? 'temporal';
   const json = execFileSync(bin, ['workflow', 'show', '--address', config.DURABLE_OPS_TEMPORAL_ADDRESS, '--namespace', config.DURABLE_OPS_NAMESPACE, '--workflow-id', workflowId, '--run-id', runId, '--output', 'json'], { encoding: 'utf8', maxBuffer: 64 << 20 });
   writeFileSync(path.join(HISTORIES_DIR, `${name}.json`), json);
+  // Replay needs the real workflow id (child ids and the like derive from it).
+  const index = readIndex();
+  index[name] = workflowId;
+  writeFileSync(INDEX, `${JSON.stringify(index, null, 2)}\n`);
+}
+
+const INDEX = path.join(HISTORIES_DIR, 'workflow-ids.json');
+
+function readIndex(): Record<string, string> {
+  try {
+    return JSON.parse(readFileSync(INDEX, 'utf8')) as Record<string, string>;
+  } catch {
+    return {};
+  }
 }
 
 export function loadHistories(): Array<{ workflowId: string; history: ReturnType<typeof historyFromJSON> }> {
+  const index = readIndex();
   return readdirSync(HISTORIES_DIR)
-    .filter((f) => f.endsWith('.json'))
+    .filter((f) => f.endsWith('.json') && path.join(HISTORIES_DIR, f) !== INDEX)
     .sort()
-    .map((f) => ({ workflowId: f.replace(/\.json$/, ''), history: historyFromJSON(JSON.parse(readFileSync(path.join(HISTORIES_DIR, f), 'utf8'))) }));
+    .map((f) => {
+      const name = f.replace(/\.json$/, '');
+      return { workflowId: index[name] ?? name, history: historyFromJSON(JSON.parse(readFileSync(path.join(HISTORIES_DIR, f), 'utf8'))) };
+    });
 }

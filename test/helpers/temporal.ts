@@ -2,8 +2,13 @@
 import { randomUUID } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Runtime, DefaultLogger, type Worker } from '@temporalio/worker';
+import type { Logger } from 'pino';
+import { DEFAULT_ALERTING, parseAlerting, type AlertingConfig } from '../../src/config/alerting';
+import type Docker from 'dockerode';
+import type { BreakerRegistry } from '../../src/activities/breaker';
 import { loadConfig } from '../../src/config/env';
 import { createLogger } from '../../src/config/logger';
+import type { Tracing } from '../../src/observability/tracing';
 import { activityDeps } from '../../src/workers/clients';
 import { createWorker } from '../../src/workers/worker';
 
@@ -33,17 +38,23 @@ export interface RunningWorker {
 }
 
 /** A worker in this process on its own task queue, with real activities unless stubs are given. */
-export async function startWorker(opts: { taskQueue?: string; activities?: object } = {}): Promise<RunningWorker> {
+/** Alert grouping short enough for a test to see the email within seconds. */
+export const TEST_ALERTING: AlertingConfig = parseAlerting({ ...DEFAULT_ALERTING, grouping: { groupWaitMs: 200, groupIntervalMs: 1_000, repeatIntervalMs: 3_600_000 } });
+
+export async function startWorker(opts: { taskQueue?: string; activities?: object; alerting?: AlertingConfig; fetch?: typeof fetch; tracing?: Tracing; log?: Logger; env?: NodeJS.ProcessEnv; docker?: Docker; breakers?: BreakerRegistry } = {}): Promise<RunningWorker> {
   quietRuntime();
   const taskQueue = opts.taskQueue ?? uniqueName('test');
   const connection = await NativeConnection.connect({ address: config.DURABLE_OPS_TEMPORAL_ADDRESS });
+  const client = await connectClient();
+  const deps = { ...activityDeps(config, opts.log ?? testLog, { client, taskQueue }), alerting: opts.alerting ?? TEST_ALERTING, ...(opts.fetch ? { fetch: opts.fetch } : {}), ...(opts.env ? { env: opts.env } : {}), ...(opts.docker ? { docker: opts.docker } : {}), ...(opts.breakers ? { breakers: opts.breakers } : {}) };
   const worker = await createWorker({
     connection,
     namespace: config.DURABLE_OPS_NAMESPACE,
     taskQueue,
-    deps: activityDeps(config, testLog),
+    deps,
     activities: opts.activities,
     bundlePath: config.DURABLE_OPS_WORKFLOW_BUNDLE,
+    tracing: opts.tracing,
   });
   const running = worker.run();
   return {
@@ -53,6 +64,7 @@ export async function startWorker(opts: { taskQueue?: string; activities?: objec
       if (worker.getState() === 'RUNNING') worker.shutdown();
       await running;
       await connection.close();
+      await client.connection.close();
     },
   };
 }

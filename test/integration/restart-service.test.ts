@@ -63,6 +63,16 @@ test('restarts a real container once, verifies health, and reports', async () =>
   await recordHistory(client, handle.workflowId, 'restart-service-real');
 });
 
+test('without a health URL, Docker\'s own HEALTHCHECK decides: the report waits for "healthy"', async () => {
+  const c = await demo(18113);
+  await waitUntil('Docker to call it healthy', async () => (await inspect(c.name)).State.Health?.Status === 'healthy', 20_000);
+  const handle = await startRunbook(client, 'restartService', { service: c.name, reason: 'docker health', healthTimeoutMs: 20_000, stopTimeoutSec: 5 }, { taskQueue: worker.taskQueue });
+  const report: RestartReport = await handle.result();
+  assert.equal(report.healthy, true);
+  assert.equal(report.restarted, true);
+  assert.equal((await inspect(c.name)).State.Health?.Status, 'healthy', 'the image HEALTHCHECK passes after the restart');
+});
+
 test('an unknown container fails non-retryably and nothing is touched', async () => {
   const handle = await startRunbook(client, 'restartService', { service: 'durable-ops-no-such-container' }, { taskQueue: worker.taskQueue });
   await assert.rejects(handle.result(), (err: unknown) => {

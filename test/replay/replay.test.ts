@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Worker } from '@temporalio/worker';
+import { replayTracingOptions } from '../../src/observability/tracing';
 import { workflowSource } from '../../src/workers/worker';
 import { loadHistories } from '../helpers/histories';
 
@@ -13,7 +14,8 @@ test('recorded histories replay deterministically against the current workflows'
   const histories = loadHistories();
   assert.ok(histories.length >= 4, `expected the recorded histories, found ${histories.length}`);
   const replayed: string[] = [];
-  for await (const result of Worker.runReplayHistories({ ...workflowSource(process.env.DURABLE_OPS_WORKFLOW_BUNDLE), replayName: 'durable-ops-replay' }, histories)) {
+  const source = workflowSource(process.env.DURABLE_OPS_WORKFLOW_BUNDLE);
+  for await (const result of Worker.runReplayHistories({ ...source, ...replayTracingOptions(!source.workflowBundle), replayName: 'durable-ops-replay' }, histories)) {
     assert.equal(result.error, undefined, `${result.workflowId}: ${result.error?.message}`);
     replayed.push(result.workflowId);
   }

@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
+import { parseAlerting } from '../../src/config/alerting';
 import { isRunbook, RUNBOOKS, validateInput } from '../../src/starters/runbooks';
 
 const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
@@ -17,3 +18,10 @@ for (const { runbook, json } of examples) {
     assert.doesNotThrow(() => validateInput(runbook, JSON.parse(json)));
   });
 }
+
+test('the README alerting config example is valid', () => {
+  const m = /<!-- alerting config -->\s*```json\n([\s\S]*?)```/.exec(readme);
+  assert.ok(m, 'the example is in the README');
+  const cfg = parseAlerting(JSON.parse(m[1]!));
+  assert.deepEqual(Object.keys(cfg.channels).sort(), ['email', 'pagerduty', 'slack']);
+});

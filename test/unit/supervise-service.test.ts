@@ -25,6 +25,7 @@ class FakeService {
   depsUp = true;
   restarts: Array<{ at: number; requestedAt: number }> = [];
   alerts: Alert[] = [];
+  resolved: string[] = [];
   calls: Record<string, number> = {};
   healOnRestart: (n: number) => boolean = () => true;
 
@@ -61,6 +62,12 @@ class FakeService {
         count('probeDependencies');
         return dependencies.map((d) => ({ name: d.name, ok: this.depsUp, latencyMs: 1, ...(this.depsUp ? { status: 200 } : { error: 'ECONNREFUSED' }) }));
       },
+      resolveAlert: async ({ dedupKey }) => {
+        count('resolveAlert');
+        this.resolved.push(dedupKey);
+        return { resolved: true };
+      },
+      recordRecovery: async () => undefined,
       failureContext: async () => {
         count('failureContext');
         return { exitCode: 3, oomKilled: false, finishedAt: Date.now(), logTail: 'crash-on-start is set: exiting with code 3' };
@@ -68,7 +75,7 @@ class FakeService {
       sendAlert: async (alert) => {
         count('sendAlert');
         this.alerts.push(alert);
-        return { channel: 'email', messageId: `<${this.alerts.length}@test>`, accepted: ['oncall@localhost'] };
+        return { dedupKey: alert.dedupKey ?? 'x', groupWorkflowId: `alert/${alert.dedupKey}` };
       },
     };
   }

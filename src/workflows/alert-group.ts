@@ -1,0 +1,104 @@
+/**
+ * alertGroup: one workflow per dedup key (`alert/<service>/<rule>`), started by the first raise.
+ * Repeats within the window become one notification with a count; timings follow Alertmanager
+ * (group wait, group interval, repeat interval). A `resolve` sends a resolved notification and
+ * ends the group; the next raise starts a new one.
+ */
+import { condition, continueAsNew, defineQuery, defineSignal, executeChild, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import type { Alert, Notification } from '../schemas/alert';
+import { deliverAlert, type DeliverAlertResult } from './deliver-alert';
+import { now } from './shared/deterministic';
+import { showDetails } from './shared/runbook';
+
+export interface AlertGroupState {
+  dedupKey: string;
+  alert?: Alert;
+  firstAt: number;
+  /** Raises since the last notification. */
+  pending: number;
+  total: number;
+  seq: number;
+  lastNotifiedAt?: number;
+  resolved: boolean;
+  last?: { notification: string; status: string; channel?: string; deadLettered: boolean; failures: DeliverAlertResult['failures'] };
+}
+
+export const raiseSignal = defineSignal<[{ alert: Alert; at: number }]>('raise');
+export const resolveSignal = defineSignal<[{ at: number }?]>('resolve');
+export const alertGroupStatusQuery = defineQuery<AlertGroupState>('status');
+
+const { alertRoute } = proxyActivities<Activities>({ startToCloseTimeout: '30s', retry: { maximumInterval: '30s' } });
+
+export async function alertGroup(input: { dedupKey: string }, carried?: AlertGroupState): Promise<AlertGroupState> {
+  const state: AlertGroupState = carried ?? { dedupKey: input.dedupKey, firstAt: now(), pending: 0, total: 0, seq: 0, resolved: false };
+  setHandler(raiseSignal, ({ alert }) => {
+    state.alert = alert;
+    state.pending += 1;
+    state.total += 1;
+  });
+  setHandler(resolveSignal, () => {
+    state.resolved = true;
+  });
+  setHandler(alertGroupStatusQuery, () => state);
+
+  await condition(() => state.alert !== undefined || state.resolved);
+  const severity = state.alert?.severity ?? 'warning';
+  const { grouping } = await alertRoute(severity);
+
+  const notify = async (status: 'firing' | 'resolved') => {
+    state.seq += 1;
+    const notification: Notification = {
+      id: `${state.dedupKey}#${state.firstAt}-${state.seq}`,
+      status,
+      dedupKey: state.dedupKey,
+      alert: state.alert!,
+      count: status === 'resolved' ? state.total : Math.max(1, state.pending),
+      firstAt: state.firstAt,
+    };
+    state.pending = 0;
+    state.lastNotifiedAt = now();
+    const result = await executeChild(deliverAlert, {
+      workflowId: `${workflowInfo().workflowId}/${state.firstAt}-${state.seq}`,
+      args: [{ notification, deadLetterOnFailure: true }],
+    });
+    state.last = { notification: notification.id, status, channel: result.delivered?.channel, deadLettered: result.deadLettered, failures: result.failures };
+    showDetails(`alert ${state.dedupKey}: ${status}`, {
+      severity: state.alert?.severity,
+      notifications: state.seq,
+      raised: state.total,
+      'last channel': result.delivered?.channel ?? (result.deadLettered ? 'dead letters' : 'none'),
+      fallbacks: result.failures.map((f) => f.channel).join(', '),
+    });
+  };
+
+  if (state.seq === 0) {
+    // Group wait: gather the first burst; resolved before anyone was told means nothing to say.
+    await condition(() => state.resolved, grouping.groupWaitMs);
+    if (state.resolved || state.alert === undefined) return state;
+    await notify('firing');
+  }
+
+  for (;;) {
+    if (state.resolved) {
+      await notify('resolved');
+      return state;
+    }
+    if (workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > 1_000) {
+      return continueAsNew<typeof alertGroup>(input, state);
+    }
+    const t = now();
+    const last = state.lastNotifiedAt ?? t;
+    if (state.pending > 0 && t >= last + grouping.groupIntervalMs) {
+      await notify('firing');
+      continue;
+    }
+    if (t >= last + grouping.repeatIntervalMs) {
+      await notify('firing');
+      continue;
+    }
+    const wakeAt = state.pending > 0 ? last + grouping.groupIntervalMs : last + grouping.repeatIntervalMs;
+    const seen = state.pending;
+    await condition(() => state.resolved || state.pending !== seen, Math.max(1, wakeAt - t));
+  }
+}
