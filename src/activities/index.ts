@@ -7,7 +7,7 @@ import type Docker from 'dockerode';
 import type { Transporter } from 'nodemailer';
 import type { Logger } from 'pino';
 import type { AlertingConfig } from '../config/alerting';
-import { alertsTotal, breakerState, BREAKER_STATES, deadLetters } from '../observability/metrics';
+import { alertsTotal, breakerState, BREAKER_STATES, breakerTransitions, deadLetters } from '../observability/metrics';
 import { createAlertActivities, type AlertMetrics } from './alerts';
 import { BreakerRegistry } from './breaker';
 import { createDockerActivities } from './docker';
@@ -45,7 +45,10 @@ const promAlertMetrics: AlertMetrics = {
 
 export function createActivities(deps: ActivityDeps) {
   const breakers = deps.breakers ?? new BreakerRegistry(deps.log);
-  breakers.onStateChange((dependency, state) => breakerState.set({ dependency }, BREAKER_STATES[state]));
+  breakers.onStateChange((dependency, state) => {
+    breakerState.set({ dependency }, BREAKER_STATES[state]);
+    breakerTransitions.inc({ dependency, state });
+  });
   return {
     ...createDockerActivities({ docker: deps.docker, log: deps.log, breakers }),
     ...createHealthActivities({ docker: deps.docker, fetch: deps.fetch }),

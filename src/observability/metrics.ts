@@ -62,6 +62,13 @@ export const breakerState = new Gauge({
   registers: [registry],
 });
 
+export const breakerTransitions = new Counter({
+  name: 'durable_ops_breaker_transitions_total',
+  help: 'Circuit breaker state changes per dependency and new state (open, half-open, closed).',
+  labelNames: ['dependency', 'state'] as const,
+  registers: [registry],
+});
+
 export const credentialRotationAge = new Gauge({
   name: 'durable_ops_credential_rotation_age_seconds',
   help: 'Seconds since each credential was last rotated (rotation period: ROTATION_PERIOD_DAYS). Fed by the rotation runbook.',

@@ -27,6 +27,10 @@ durable-ops is running.
   Temporal UI   $DURABLE_OPS_TEMPORAL_UI        (runbooks: task queue ${DURABLE_OPS_TASK_QUEUE:-durable-ops})
   Temporal gRPC $DURABLE_OPS_TEMPORAL_ADDRESS
   Mail (alerts) $DURABLE_OPS_MAILPIT_API        (SMTP 127.0.0.1:$SMTP_PORT)
+  Metrics       http://127.0.0.1:${DURABLE_OPS_METRICS_PORT:-9464}/metrics   (breakers: /breakers)
+  Prometheus    $DURABLE_OPS_PROMETHEUS_URL
+  Alertmanager  $DURABLE_OPS_ALERTMANAGER_URL
+  Jaeger API    http://127.0.0.1:16686/api/traces?service=durable-ops-worker
   Demo image    ${DURABLE_OPS_DEMO_IMAGE}
   Logs          $LOG_DIR
 Stop with: npm stop

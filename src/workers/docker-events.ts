@@ -147,7 +147,8 @@ export async function runDockerEventBridge({ docker, client, taskQueue, log, sig
       log.warn({ error: (err as Error).message, retryInMs: delay }, 'docker event stream lost; reconnecting');
     }
     if (signal.aborted) break;
-    await new Promise((r) => setTimeout(r, delay));
+    // Exponential backoff with full jitter before reconnecting.
+    await new Promise((r) => setTimeout(r, Math.floor(Math.random() * delay)));
     delay = Math.min(delay * 2, 10_000);
   }
 }

@@ -39,7 +39,9 @@ export async function deliverAlert(input: DeliverAlertInput): Promise<DeliverAle
       const delivered = await channel.deliverNotification({ channel: ch.name, notification });
       return { delivered, failures, deadLettered: false };
     } catch (err) {
-      failures.push({ channel: ch.name, error: rootMessage(err) });
+      // Channel errors already start with the channel's name; keep the reason only.
+      const message = rootMessage(err);
+      failures.push({ channel: ch.name, error: message.startsWith(`${ch.name}: `) ? message.slice(ch.name.length + 2) : message });
     }
   }
   if (!input.deadLetterOnFailure) return { failures, deadLettered: false };

@@ -134,7 +134,7 @@ test('the worker process serves /metrics: the SDK metrics and the durable_ops_ K
       const t = await r.text();
       return r.ok && /^temporal_\w+/m.test(t) ? t : undefined;
     }, 20_000, 250);
-    for (const name of ['durable_ops_restarts_total', 'durable_ops_time_to_recover_seconds', 'durable_ops_alerts_total', 'durable_ops_dead_letters', 'durable_ops_breaker_state', 'durable_ops_credential_rotation_age_seconds', 'durable_ops_backup_newest_age_seconds', 'durable_ops_drill_rto_seconds', 'durable_ops_drill_rpo_seconds']) {
+    for (const name of ['durable_ops_restarts_total', 'durable_ops_time_to_recover_seconds', 'durable_ops_alerts_total', 'durable_ops_dead_letters', 'durable_ops_breaker_state', 'durable_ops_breaker_transitions_total', 'durable_ops_credential_rotation_age_seconds', 'durable_ops_backup_newest_age_seconds', 'durable_ops_drill_rto_seconds', 'durable_ops_drill_rpo_seconds']) {
       assert.match(text, new RegExp(`^# HELP ${name} `, 'm'), name);
     }
     assert.match(text, /^temporal_(num_pollers|worker_task_slots_available|request)/m);
