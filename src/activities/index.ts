@@ -3,6 +3,7 @@
  * Workflows import this module as a type only.
  */
 import type { Client } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
 import type Docker from 'dockerode';
 import type { Transporter } from 'nodemailer';
 import type { Logger } from 'pino';
@@ -10,6 +11,8 @@ import type { AlertingConfig } from '../config/alerting';
 import { alertsTotal, breakerState, BREAKER_STATES, breakerTransitions, deadLetters } from '../observability/metrics';
 import { createAlertActivities, type AlertMetrics } from './alerts';
 import { BreakerRegistry } from './breaker';
+import { createCredentialActivities, type KvStore, type PgTarget } from './credentials';
+import { createSwarmActivities } from './swarm';
 import { createDockerActivities } from './docker';
 import { createHealthActivities } from './health';
 import { createMetricsActivities } from './metrics';
@@ -27,7 +30,17 @@ export interface ActivityDeps {
   breakers?: BreakerRegistry;
   fetch?: typeof fetch;
   env?: NodeJS.ProcessEnv;
+  /** Vault KV (the worker's AppRole) and the PostgreSQL target, for credential rotation. */
+  kv?: KvStore;
+  pg?: PgTarget;
 }
+
+/** A worker without Vault configured still registers the rotation activities; they fail clearly. */
+const noVault: KvStore = new Proxy({} as KvStore, {
+  get: () => async () => {
+    throw ApplicationFailure.nonRetryable('Vault is not configured for this worker (DURABLE_OPS_VAULT_ADDR and the AppRole files)', 'TargetUnavailable');
+  },
+});
 
 /** Alert and breaker facts as Prometheus metrics. */
 const promAlertMetrics: AlertMetrics = {
@@ -53,6 +66,16 @@ export function createActivities(deps: ActivityDeps) {
     ...createDockerActivities({ docker: deps.docker, log: deps.log, breakers }),
     ...createHealthActivities({ docker: deps.docker, fetch: deps.fetch }),
     ...createMetricsActivities({ log: deps.log }),
+    ...createCredentialActivities({ kv: deps.kv ?? noVault, ...(deps.pg ? { pg: deps.pg } : {}), log: deps.log }),
+    ...createSwarmActivities({
+      docker: deps.docker,
+      log: deps.log,
+      readSecretValue: async (vaultPath, version) => {
+        const data = await (deps.kv ?? noVault).readVersion(vaultPath, version);
+        if (!data?.value) throw ApplicationFailure.nonRetryable(`secret/${vaultPath} version ${version} has no value`, 'VersionMissing');
+        return data.value;
+      },
+    }),
     ...createAlertActivities({
       mailer: deps.mailer,
       from: deps.alertFrom,

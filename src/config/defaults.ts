@@ -23,6 +23,10 @@ export const RESTART_RESET_AFTER_MS = 60 * SECOND;
 /** How long Docker waits for a graceful stop before it kills the container (docker stop -t). */
 export const RESTART_STOP_TIMEOUT_SEC = 10;
 
+/** Swarm rolling updates: one task at a time, 10 s apart. */
+export const SWARM_UPDATE_PARALLELISM = 1;
+export const SWARM_UPDATE_DELAY_MS = 10 * SECOND;
+
 /** Circuit breaker (opossum): timeout / errorThresholdPercentage / resetTimeout. */
 export const BREAKER_TIMEOUT_MS = 3_000;
 export const BREAKER_ERROR_THRESHOLD_PERCENT = 50;

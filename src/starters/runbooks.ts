@@ -8,6 +8,7 @@ import { loadConfig, type Config } from '../config/env';
 import { RUNBOOK_ATTR, SERVICE_ATTR } from '../config/search-attributes';
 import { describeIssues } from '../schemas/common';
 import { restartServiceInputSchema } from '../schemas/restart-service';
+import { rotateCredentialInputSchema } from '../schemas/rotate-credential';
 import { superviseServiceInputSchema } from '../schemas/supervise-service';
 
 interface RunbookSpec<S extends z.ZodType> {
@@ -34,6 +35,13 @@ export const RUNBOOKS = {
     service: (i) => i.service,
     workflowId: (i, at) => `restart/${i.service}/${at.toISOString().replace(/[:.]/g, '-')}`,
     summary: (i) => `restart ${i.service}: ${i.reason}`,
+    entity: false,
+  }),
+  rotateCredential: spec({
+    schema: rotateCredentialInputSchema,
+    service: (i) => i.credentialId,
+    workflowId: (i, at) => `rotate/${i.credentialId}/${at.toISOString().replace(/[:.]/g, '-')}`,
+    summary: (i) => `rotate ${i.credentialId} (${i.target.kind})${i.dryRun ? ': dry run' : ''}`,
     entity: false,
   }),
 };

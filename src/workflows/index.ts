@@ -4,3 +4,4 @@ export { restartService } from './restart-service';
 export { alertGroup } from './alert-group';
 export { deliverAlert } from './deliver-alert';
 export { deadLetters } from './dead-letters';
+export { rotateCredential } from './rotate-credential';
