@@ -11,6 +11,7 @@ import type { Activities } from '../../src/activities';
 import type { Alert } from '../../src/schemas/alert';
 import type { RotateCredentialInput } from '../../src/schemas/rotate-credential';
 import type { RotationReport, rotateCredential } from '../../src/workflows/rotate-credential';
+import { recordHistory } from '../helpers/histories';
 import { connectClient, startWorker, uniqueName, type RunningWorker } from '../helpers/temporal';
 
 class FakeWorld {
@@ -112,7 +113,9 @@ test('postgres: create -> set -> test -> finish, alternating users, the old role
   assert.equal(first.plan.pendingRole, 'app_a', 'first rotation: app_a gets the credential');
   assert.equal(first.newVersion, 1);
   world.calls = [];
-  const second: RotationReport = await (await rotate(world)).result();
+  const h2 = await rotate(world);
+  const second: RotationReport = await h2.result();
+  await recordHistory(client, h2.workflowId, 'rotate-credential-postgres');
   assert.equal(second.plan.activeRole, 'app_a');
   assert.equal(second.plan.pendingRole, 'app_b', 'the role not in use is the one rotated');
   assert.equal(second.newVersion, 2);
@@ -152,6 +155,7 @@ test('a failure in test rolls back in reverse: the pending role disabled, the pe
   assert.match(world.alerts[0]!.summary, /rotation failed in test; rolled back/);
   const status = await h.query<RotationReport>('status');
   assert.equal(status.phase, 'rolled-back');
+  await recordHistory(client, h.workflowId, 'rotate-credential-rollback');
 });
 
 test('sessions still on the old role after the grace period: alert, do not cut them', async () => {
