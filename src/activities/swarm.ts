@@ -1,7 +1,7 @@
 /**
  * Docker secrets in Swarm mode (dockerode): versioned secrets `<name>_v<N>` rolled into the
- * services that consume them, one task at a time (seed: update_config parallelism 1, delay 10 s,
- * start-first so a replica is always serving). The value is read from Vault inside the activity.
+ * services that consume them, one task at a time (seed: update_config parallelism 1, delay 10 s;
+ * stop-first for host-networked replicas, start-first behind the routing mesh). The value is read from Vault inside the activity.
  * Every call is idempotent: an existing secret, a service already on the version, a removed one.
  */
 import { Context } from '@temporalio/activity';
@@ -71,7 +71,7 @@ export function createSwarmActivities({ docker, log, readSecretValue, updateDela
     },
 
     /** Point a service at `name` (replacing any other version of the secret), rolling one task at a time. */
-    async attachSwarmSecret(input: { service: string; secretName: string; name: string; targetPath: string }): Promise<{ updated: boolean }> {
+    async attachSwarmSecret(input: { service: string; secretName: string; name: string; targetPath: string; order?: 'stop-first' | 'start-first'; delayMs?: number }): Promise<{ updated: boolean }> {
       const secret = await secretByName(input.name);
       if (!secret) throw ApplicationFailure.nonRetryable(`no Swarm secret named ${input.name}`, 'SecretNotFound');
       const spec = await serviceSpec(input.service);
@@ -84,7 +84,7 @@ export function createSwarmActivities({ docker, log, readSecretValue, updateDela
         ...spec.Spec,
         version: spec.Version!.Index,
         TaskTemplate: { ...spec.Spec!.TaskTemplate, ContainerSpec: { ...template.ContainerSpec, Secrets: next } },
-        UpdateConfig: { Parallelism: SWARM_UPDATE_PARALLELISM, Delay: updateDelayMs * 1_000_000, Order: 'start-first', FailureAction: 'pause' },
+        UpdateConfig: { Parallelism: SWARM_UPDATE_PARALLELISM, Delay: (input.delayMs ?? updateDelayMs) * 1_000_000, Order: input.order ?? 'stop-first', FailureAction: 'pause' },
       });
       log.info({ service: input.service, secret: input.name }, 'service updated to the new secret');
       return { updated: true };

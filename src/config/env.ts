@@ -45,6 +45,45 @@ const envSchema = z.object({
   DURABLE_OPS_SDK_METRICS_PORT: int(0, 65535).default(0),
   /** The Alertmanager webhook receiver (POST /alertmanager) on 127.0.0.1; 0 = any free port. */
   DURABLE_OPS_RECEIVER_PORT: int(0, 65535).default(9466),
+  /** Payload encryption (src/codec): keys file (0600 JSON; default $DURABLE_OPS_DATA/codec/keys.json, created on first use). */
+  DURABLE_OPS_CODEC_KEYS_FILE: z.string().optional(),
+  /** One AES-256 key (base64 of 32 bytes, key id "env") instead of the keys file. */
+  DURABLE_OPS_CODEC_KEY: z
+    .string()
+    .refine((v) => /^[A-Za-z0-9+/]+={0,2}$/.test(v.trim()) && Buffer.from(v.trim(), 'base64').length === 32, 'must be 32 bytes, base64-encoded (e.g. `head -c 32 /dev/urandom | base64`)')
+    .optional(),
+  /** The codec server for the Temporal UI (POST /encode, /decode) on 127.0.0.1; 0 = any free port. */
+  DURABLE_OPS_CODEC_PORT: int(0, 65535).default(8888),
+  /** Its bearer token (0600 file; default $DURABLE_OPS_DATA/codec/token, created on first use). */
+  DURABLE_OPS_CODEC_TOKEN_FILE: z.string().optional(),
+  /** Origins allowed by its CORS (the Temporal UI), comma-separated. */
+  DURABLE_OPS_CODEC_CORS_ORIGINS: z
+    .string()
+    .default('http://127.0.0.1:8233,http://localhost:8233')
+    .refine((v) => v.split(',').every((o) => /^https?:\/\/[^/\s]+$/.test(o.trim())), 'must be a comma-separated list of origins (scheme://host:port, no path)'),
+  /** Vault (server mode, loopback; src/stack/services/vault.sh). The worker logs in with AppRole. */
+  DURABLE_OPS_VAULT_ADDR: z
+    .string()
+    .url()
+    .refine((v) => /^https?:\/\//.test(v), 'must be an http(s) URL (e.g. http://127.0.0.1:8200)')
+    .default('http://127.0.0.1:8200'),
+  /** Files holding the worker's AppRole role_id and secret_id; default $DURABLE_OPS_DATA/vault/role-id, secret-id. */
+  DURABLE_OPS_VAULT_ROLE_ID_FILE: z.string().optional(),
+  DURABLE_OPS_VAULT_SECRET_ID_FILE: z.string().optional(),
+  /** Vault's file audit log; default $DURABLE_OPS_DATA/vault/audit.log (read by the tests). */
+  DURABLE_OPS_VAULT_AUDIT_LOG: z.string().optional(),
+  DURABLE_OPS_VAULT_KV_MOUNT: z.string().regex(/^[a-zA-Z0-9_-]+$/, 'must be a mount name (e.g. secret)').default('secret'),
+  DURABLE_OPS_VAULT_DB_MOUNT: z.string().regex(/^[a-zA-Z0-9_-]+$/, 'must be a mount name (e.g. database)').default('database'),
+  /** The project PostgreSQL cluster (src/stack/services/postgres.sh); app logins come from Vault. */
+  DURABLE_OPS_PG_HOST: z.string().min(1).default('127.0.0.1'),
+  DURABLE_OPS_PG_PORT: int(1, 65535).default(5433),
+  DURABLE_OPS_PG_DATABASE: z.string().min(1).default('app'),
+  /** Its superuser (for the stack and the tests, not the worker); password file default $DURABLE_OPS_DATA/postgres/admin.password. */
+  DURABLE_OPS_PG_ADMIN_USER: z.string().min(1).default('durable_ops_admin'),
+  DURABLE_OPS_PG_ADMIN_PASSWORD_FILE: z.string().optional(),
+  /** The worker's rotator role (CREATEROLE, not superuser): sets passwords and LOGIN of app roles. Password file default $DURABLE_OPS_DATA/postgres/rotator.password. */
+  DURABLE_OPS_PG_ROTATOR_USER: z.string().min(1).default('durable_ops_rotator'),
+  DURABLE_OPS_PG_ROTATOR_PASSWORD_FILE: z.string().optional(),
   /** Seed overrides for runbook defaults (applied by the starters when a field is absent). */
   DURABLE_OPS_RESTART_MAX_ATTEMPTS: int(1, 100).default(seed.RESTART_MAX_ATTEMPTS),
   DURABLE_OPS_RESTART_BACKOFF_MAX_MS: int(0).default(seed.RESTART_BACKOFF_MAX_MS),
@@ -62,7 +101,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const picked = Object.fromEntries(Object.entries(env).filter(([k, v]) => k.startsWith('DURABLE_OPS_') && v !== ''));
   const parsed = envSchema.safeParse(picked);
   if (!parsed.success) {
-    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message} (got ${JSON.stringify(picked[String(i.path[0])])})`);
+    // Never echo a secret's value (DURABLE_OPS_CODEC_KEY and the like) into an error or a log.
+    const shown = (name: string) => (/_(KEY|TOKEN|SECRET|PASSWORD)$/.test(name) ? '[hidden]' : JSON.stringify(picked[name]));
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message} (got ${shown(String(i.path[0]))})`);
     throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
   }
   return parsed.data;

@@ -25,6 +25,14 @@ export const dockerSecretTarget = z.strictObject({
   services: z.array(containerName).min(1, 'name at least one consuming service').max(20),
   /** Path inside the containers (/run/secrets/<target>); defaults to the secret name. */
   targetPath: z.string().regex(/^[a-zA-Z0-9_.-]+$/, 'must be a file name').optional(),
+  /**
+   * Swarm update order. stop-first (default) suits host-networked replicas, whose new task needs the
+   * port the old one holds: the other replicas serve meanwhile (parallelism 1). start-first suits
+   * services behind the routing mesh, with no gap even for one replica.
+   */
+  updateOrder: z.enum(['stop-first', 'start-first']).default('stop-first'),
+  /** Pause between tasks (seed: 10 s). */
+  updateDelayMs: durationMs.max(600_000, 'must be <= 600000').default(10_000),
 });
 
 export const vaultOnlyTarget = z.strictObject({ kind: z.literal('vault-only') });

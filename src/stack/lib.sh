@@ -19,6 +19,7 @@ TEMPORAL_PORT="${DURABLE_OPS_TEMPORAL_PORT:-7233}"
 TEMPORAL_UI_PORT="${DURABLE_OPS_TEMPORAL_UI_PORT:-8233}"
 SMTP_PORT="${DURABLE_OPS_SMTP_PORT:-1025}"
 MAILPIT_HTTP_PORT="${DURABLE_OPS_MAILPIT_HTTP_PORT:-8025}"
+CODEC_PORT="${DURABLE_OPS_CODEC_PORT:-8888}" # the codec server for the UI (src/stack/services/codec.sh)
 DOCKER_SOCK="${DURABLE_OPS_DOCKER_SOCKET:-/var/run/docker.sock}"
 DEMO_IMAGE="durable-ops/demo-service"
 
@@ -28,6 +29,8 @@ APT_PACKAGES=(docker.io busybox-static docker-compose)
 # cache) and EXTRA_SERVICES (start a service if it is not running).
 EXTRA_TOOLS=()
 EXTRA_SERVICES=()
+# A service may set STOP_SIGNAL[name] (default TERM) for stop_recorded.
+declare -gA STOP_SIGNAL=()
 
 export DURABLE_OPS_TEMPORAL_ADDRESS="${DURABLE_OPS_TEMPORAL_ADDRESS:-127.0.0.1:$TEMPORAL_PORT}"
 export DURABLE_OPS_SMTP_PORT="$SMTP_PORT"
@@ -131,7 +134,7 @@ stop_recorded() {
   if recorded_alive "$name"; then
     read -r pid <"$f"
     say "stopping $name (pid $pid)"
-    kill -TERM "$pid" 2>/dev/null || true
+    kill -"${STOP_SIGNAL[$name]:-TERM}" "$pid" 2>/dev/null || true
     for _ in $(seq 1 100); do [ -d "/proc/$pid" ] || break; sleep 0.1; done
     [ -d "/proc/$pid" ] && kill -KILL "$pid" 2>/dev/null || true
   fi
@@ -155,6 +158,7 @@ ensure_temporal() {
   say "starting Temporal dev server on 127.0.0.1:$TEMPORAL_PORT (UI :$TEMPORAL_UI_PORT)"
   start_bg temporal "$TEMPORAL_BIN" server start-dev \
     --ip 127.0.0.1 --port "$TEMPORAL_PORT" --ui-port "$TEMPORAL_UI_PORT" \
+    --ui-codec-endpoint "http://127.0.0.1:$CODEC_PORT" \
     --db-filename "$DATA/temporal.db" --log-level warn \
     --search-attribute Service=Keyword --search-attribute Runbook=Keyword \
     --dynamic-config-value 'history.timerProcessorMaxTimeShift="10ms"'

@@ -34,6 +34,7 @@ durable-ops is running.
   Prometheus    $DURABLE_OPS_PROMETHEUS_URL
   Alertmanager  $DURABLE_OPS_ALERTMANAGER_URL
   Jaeger API    http://127.0.0.1:16686/api/traces?service=durable-ops-worker
+  Codec server  $DURABLE_OPS_CODEC_URL        (UI decoding: sign in at /login with ${DURABLE_OPS_CODEC_TOKEN_FILE:-$DATA/codec/token})
   Demo image    ${DURABLE_OPS_DEMO_IMAGE}
   Logs          $LOG_DIR
 Stop with: npm stop

@@ -7,6 +7,7 @@ import { DefaultLogger, Runtime, type LogLevel } from '@temporalio/worker';
 import { BreakerRegistry } from '../activities/breaker';
 import { AlertingConfigError } from '../config/alerting';
 import { ConfigError, loadConfig } from '../config/env';
+import { codecFor } from '../codec/codec';
 import { createLogger } from '../config/logger';
 import { activityDeps, connectClient, connectWorker, createDocker } from './clients';
 import { runDockerEventBridge } from './docker-events';
@@ -19,6 +20,7 @@ async function main(): Promise<void> {
   let config;
   try {
     config = loadConfig();
+    codecFor(config); // payload encryption keys, validated (CodecKeyError is a ConfigError) and created on first use
   } catch (err) {
     if (err instanceof ConfigError) {
       console.error(`durable-ops: ${err.message}`);
@@ -60,6 +62,7 @@ async function main(): Promise<void> {
     deps,
     bundlePath: config.DURABLE_OPS_WORKFLOW_BUNDLE,
     tracing,
+    codec: codecFor(config),
   });
 
   const abort = new AbortController();

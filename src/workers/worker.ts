@@ -1,9 +1,12 @@
 /** Builds the Temporal worker: every runbook, activities from injected clients. */
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import type { PayloadCodec } from '@temporalio/common';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities, type ActivityDeps } from '../activities';
 import { workerTracingOptions, type Tracing } from '../observability/tracing';
+import { codecFor } from '../codec/codec';
+import { loadConfig } from '../config/env';
 
 export const workflowsPath = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
 
@@ -23,9 +26,12 @@ export interface CreateWorkerOptions {
   activities?: object;
   /** Trace workflows and activities (src/observability/tracing.ts); workflow spans are dropped without it. */
   tracing?: Tracing;
+  /** Payload encryption (src/codec/codec.ts): the configured codec by default; `false` for plain payloads. */
+  codec?: PayloadCodec | false;
 }
 
 export async function createWorker(opts: CreateWorkerOptions): Promise<Worker> {
+  const codec = opts.codec === false ? undefined : (opts.codec ?? codecFor(loadConfig()));
   return Worker.create({
     connection: opts.connection,
     namespace: opts.namespace,
@@ -34,5 +40,6 @@ export async function createWorker(opts: CreateWorkerOptions): Promise<Worker> {
     ...workflowSource(opts.bundlePath),
     ...workerTracingOptions(opts.tracing, !workflowSource(opts.bundlePath).workflowBundle),
     shutdownGraceTime: '10s',
+    ...(codec ? { dataConverter: { payloadCodecs: [codec] } } : {}),
   });
 }

@@ -58,8 +58,8 @@ const vault = proxyActivities<Activities>({
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '20s', maximumAttempts: 10 },
 });
 const target = proxyActivities<Activities>({
-  startToCloseTimeout: '2m',
-  heartbeatTimeout: '30s',
+  startToCloseTimeout: '30m',
+  heartbeatTimeout: '10s',
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '20s', maximumAttempts: 5 },
 });
 const alerts = proxyActivities<Activities>({ startToCloseTimeout: '30s', retry: { maximumInterval: '30s', maximumAttempts: 8 } });
@@ -150,9 +150,9 @@ export async function rotateCredential(rawInput: unknown): Promise<RotationRepor
         const before = await target.swarmServiceSecret({ service, secretName: t.secretName });
         if (before.version !== undefined && before.version !== created.version) {
           const previous = `${t.secretName}_v${before.version}`;
-          compensations.push({ what: `put ${service} back on ${previous}`, undo: () => target.attachSwarmSecret({ service, secretName: t.secretName, name: previous, targetPath: t.targetPath ?? t.secretName }) });
+          compensations.push({ what: `put ${service} back on ${previous}`, undo: () => target.attachSwarmSecret({ service, secretName: t.secretName, name: previous, targetPath: t.targetPath ?? t.secretName, order: t.updateOrder, delayMs: t.updateDelayMs }) });
         }
-        await target.attachSwarmSecret({ service, secretName: t.secretName, name, targetPath: t.targetPath ?? t.secretName });
+        await target.attachSwarmSecret({ service, secretName: t.secretName, name, targetPath: t.targetPath ?? t.secretName, order: t.updateOrder, delayMs: t.updateDelayMs });
       }
     }
 
@@ -192,7 +192,12 @@ export async function rotateCredential(rawInput: unknown): Promise<RotationRepor
   const promoted = await vault.promotePendingVersion({ vaultPath: input.vaultPath, rotationId, version: report.newVersion! });
   if (promoted.previous !== undefined) report.previousVersion = promoted.previous;
   if (t.kind === 'postgres-role' && plan.activeRole) {
-    const drained = await target.waitRoleSessionsGone({ role: plan.activeRole, graceMs: input.gracePeriodMs });
+    const { waitRoleSessionsGone } = proxyActivities<Activities>({
+      startToCloseTimeout: input.gracePeriodMs + 60_000,
+      heartbeatTimeout: '10s',
+      retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '20s', maximumAttempts: 5 },
+    });
+    const drained = await waitRoleSessionsGone({ role: plan.activeRole, graceMs: input.gracePeriodMs });
     if (drained.drained) {
       await target.disableRoleLogin({ role: plan.activeRole });
       report.revokedOld = true;

@@ -9,6 +9,8 @@ import type { BreakerRegistry } from '../../src/activities/breaker';
 import { loadConfig } from '../../src/config/env';
 import { createLogger } from '../../src/config/logger';
 import type { Tracing } from '../../src/observability/tracing';
+import type { PayloadCodec } from '@temporalio/common';
+import { codecFor, type AesGcmCodec } from '../../src/codec/codec';
 import { activityDeps } from '../../src/workers/clients';
 import { createWorker } from '../../src/workers/worker';
 
@@ -26,9 +28,15 @@ export function uniqueName(prefix: string): string {
   return `${prefix}-${randomUUID().slice(0, 8)}`;
 }
 
-export async function connectClient(): Promise<Client> {
+/** The payload codec every test client and worker uses (src/codec/codec.ts), unless given `codec: false`. */
+export function testCodec(): AesGcmCodec {
+  return codecFor(config);
+}
+
+export async function connectClient(opts: { codec?: PayloadCodec | false } = {}): Promise<Client> {
+  const codec = opts.codec === false ? undefined : (opts.codec ?? testCodec());
   const connection = await Connection.connect({ address: config.DURABLE_OPS_TEMPORAL_ADDRESS });
-  return new Client({ connection, namespace: config.DURABLE_OPS_NAMESPACE });
+  return new Client({ connection, namespace: config.DURABLE_OPS_NAMESPACE, ...(codec ? { dataConverter: { payloadCodecs: [codec] } } : {}) });
 }
 
 export interface RunningWorker {
@@ -41,11 +49,11 @@ export interface RunningWorker {
 /** Alert grouping short enough for a test to see the email within seconds. */
 export const TEST_ALERTING: AlertingConfig = parseAlerting({ ...DEFAULT_ALERTING, grouping: { groupWaitMs: 200, groupIntervalMs: 1_000, repeatIntervalMs: 3_600_000 } });
 
-export async function startWorker(opts: { taskQueue?: string; activities?: object; alerting?: AlertingConfig; fetch?: typeof fetch; tracing?: Tracing; log?: Logger; env?: NodeJS.ProcessEnv; docker?: Docker; breakers?: BreakerRegistry } = {}): Promise<RunningWorker> {
+export async function startWorker(opts: { taskQueue?: string; activities?: object; alerting?: AlertingConfig; fetch?: typeof fetch; tracing?: Tracing; log?: Logger; env?: NodeJS.ProcessEnv; docker?: Docker; breakers?: BreakerRegistry; codec?: PayloadCodec | false } = {}): Promise<RunningWorker> {
   quietRuntime();
   const taskQueue = opts.taskQueue ?? uniqueName('test');
   const connection = await NativeConnection.connect({ address: config.DURABLE_OPS_TEMPORAL_ADDRESS });
-  const client = await connectClient();
+  const client = await connectClient({ codec: opts.codec });
   const deps = { ...activityDeps(config, opts.log ?? testLog, { client, taskQueue }), alerting: opts.alerting ?? TEST_ALERTING, ...(opts.fetch ? { fetch: opts.fetch } : {}), ...(opts.env ? { env: opts.env } : {}), ...(opts.docker ? { docker: opts.docker } : {}), ...(opts.breakers ? { breakers: opts.breakers } : {}) };
   const worker = await createWorker({
     connection,
@@ -55,6 +63,7 @@ export async function startWorker(opts: { taskQueue?: string; activities?: objec
     activities: opts.activities,
     bundlePath: config.DURABLE_OPS_WORKFLOW_BUNDLE,
     tracing: opts.tracing,
+    codec: opts.codec === false ? false : (opts.codec ?? testCodec()),
   });
   const running = worker.run();
   return {

@@ -1,0 +1,168 @@
+# PostgreSQL 15 (Debian package postgresql): the project's own cluster for the credential
+# rotation runbook, separate from any system cluster. Sourced by lib.sh.
+#   data       $DATA/postgres/data (owned by the postgres OS user when we run as root: initdb
+#              refuses root), unix socket in $DATA/postgres/run
+#   listens    127.0.0.1:${DURABLE_OPS_PG_PORT:-5433} only; scram-sha-256 for TCP and the socket
+#   admin      superuser durable_ops_admin, password in $DATA/postgres/admin.password (0600)
+#   database   app; login roles app_a, app_b (the two alternating credentials, passwords set by
+#              Vault's database engine) in the group role app_rw (CONNECT on app, CRUD on the
+#              tables of schema public); vault_admin (LOGIN CREATEROLE, no superuser) is the
+#              role Vault's database engine connects as (its password is rotated by Vault).
+# The postmaster runs in the foreground under start_bg, so the recorded PID is the postmaster.
+
+APT_PACKAGES+=(postgresql)
+EXTRA_SERVICES+=(ensure_postgres)
+
+PG_BIN="${DURABLE_OPS_PG_BIN:-/usr/lib/postgresql/15/bin}"
+PG_PORT="${DURABLE_OPS_PG_PORT:-5433}"
+PG_DIR="$DATA/postgres"
+PG_DATA="$PG_DIR/data"
+PG_SOCKET_DIR="$PG_DIR/run"
+PG_ADMIN_USER="durable_ops_admin"
+PG_ADMIN_PASSWORD_FILE="$PG_DIR/admin.password"
+PG_ROTATOR_PASSWORD_FILE="$PG_DIR/rotator.password"
+export DURABLE_OPS_PG_HOST="127.0.0.1"
+export DURABLE_OPS_PG_PORT="$PG_PORT"
+export DURABLE_OPS_PG_DATABASE="app"
+export DURABLE_OPS_PG_ADMIN_USER="$PG_ADMIN_USER"
+export DURABLE_OPS_PG_ADMIN_PASSWORD_FILE="$PG_ADMIN_PASSWORD_FILE"
+export DURABLE_OPS_PG_ROTATOR_PASSWORD_FILE="$PG_ROTATOR_PASSWORD_FILE"
+# SIGTERM is a "smart" shutdown that waits for every client to disconnect; SIGINT is the clean
+# fast shutdown (read by stop_recorded).
+STOP_SIGNAL[postgres]=INT
+
+# Run a command as the cluster's OS user: postgres when we are root, else ourselves. setpriv
+# execs (no watching parent, unlike runuser/su, which SIGKILL their child 2 s after a SIGTERM).
+pg_as_owner() {
+  if [ "$(id -u)" -eq 0 ]; then setpriv --reuid=postgres --regid=postgres --init-groups -- "$@"; else "$@"; fi
+}
+
+# psql as the admin over the socket: pg_psql DB [psql args...]
+pg_psql() {
+  local db="$1"; shift
+  PGPASSWORD="$(cat "$PG_ADMIN_PASSWORD_FILE")" "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 \
+    -h "$PG_SOCKET_DIR" -p "$PG_PORT" -U "$PG_ADMIN_USER" -d "$db" "$@"
+}
+
+pg_ready() { "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; }
+
+pg_init_cluster() {
+  [ -f "$PG_DATA/PG_VERSION" ] && return 0
+  [ -x "$PG_BIN/initdb" ] || die "PostgreSQL 15 is not installed ($PG_BIN/initdb; Debian package postgresql)"
+  say "initialising the PostgreSQL cluster in $PG_DATA"
+  mkdir -p "$PG_DATA" "$PG_SOCKET_DIR"
+  if [ "$(id -u)" -eq 0 ]; then
+    chown postgres:postgres "$PG_DATA" "$PG_SOCKET_DIR"
+    setpriv --reuid=postgres --regid=postgres --init-groups -- test -w "$PG_DATA" ||
+      die "the postgres user cannot write to $PG_DATA (a parent folder is not traversable)"
+  fi
+  chmod 0700 "$PG_DATA"
+  chmod 0755 "$PG_SOCKET_DIR"
+  if [ ! -s "$PG_ADMIN_PASSWORD_FILE" ]; then
+    (umask 077; head -c 32 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' >"$PG_ADMIN_PASSWORD_FILE")
+  fi
+  # initdb reads the password from a file the cluster owner can read; a short-lived copy.
+  local pwfile; pwfile="$(mktemp "$PG_SOCKET_DIR/.pw.XXXX")"
+  cat "$PG_ADMIN_PASSWORD_FILE" >"$pwfile"
+  [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$pwfile"
+  pg_as_owner "$PG_BIN/initdb" -D "$PG_DATA" -U "$PG_ADMIN_USER" --pwfile="$pwfile" \
+    --auth-local=scram-sha-256 --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 \
+    >"$LOG_DIR/postgres-initdb.log" 2>&1 || { rm -f "$pwfile"; die "initdb failed (see $LOG_DIR/postgres-initdb.log)"; }
+  rm -f "$pwfile"
+  # Our settings live in one included file, rewritten at every start (the port may change).
+  printf "\ninclude_if_exists = 'durable-ops.conf'\n" >>"$PG_DATA/postgresql.conf"
+}
+
+pg_write_config() {
+  local conf hba
+  conf="$(mktemp)"; hba="$(mktemp)"
+  cat >"$conf" <<EOF
+# Written by src/stack/services/postgres.sh at every start.
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+unix_socket_directories = '$PG_SOCKET_DIR'
+password_encryption = 'scram-sha-256'
+wal_level = replica
+max_wal_senders = 3
+archive_mode = off
+logging_collector = off
+log_connections = on
+EOF
+  cat >"$hba" <<'EOF'
+# Written by src/stack/services/postgres.sh: passwords (scram) only, loopback only.
+# TYPE  DATABASE     USER  ADDRESS        METHOD
+local   all          all                  scram-sha-256
+host    all          all   127.0.0.1/32   scram-sha-256
+host    replication  all   127.0.0.1/32   scram-sha-256
+EOF
+  local f
+  for f in durable-ops.conf pg_hba.conf; do
+    local src="$conf"; [ "$f" = pg_hba.conf ] && src="$hba"
+    if ! cmp -s "$src" "$PG_DATA/$f"; then
+      install -m 0600 "$src" "$PG_DATA/$f"
+      [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$PG_DATA/$f"
+    fi
+  done
+  rm -f "$conf" "$hba"
+}
+
+# Roles, database and grants; idempotent (runs at every ensure_postgres).
+pg_setup() {
+  pg_psql postgres <<'SQL' >>"$LOG_DIR/postgres-setup.log" 2>&1 || die "PostgreSQL setup failed (see $LOG_DIR/postgres-setup.log)"
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'app_rw') THEN CREATE ROLE app_rw NOLOGIN; END IF;
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'app_a') THEN CREATE ROLE app_a LOGIN INHERIT IN ROLE app_rw; END IF;
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'app_b') THEN CREATE ROLE app_b LOGIN INHERIT IN ROLE app_rw; END IF;
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'vault_admin') THEN CREATE ROLE vault_admin LOGIN CREATEROLE; END IF;
+  -- The orders app's alternating users, rotated by the rotateCredential runbook (config/rotations.json).
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'orders_a') THEN CREATE ROLE orders_a NOLOGIN INHERIT IN ROLE app_rw; END IF;
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'orders_b') THEN CREATE ROLE orders_b NOLOGIN INHERIT IN ROLE app_rw; END IF;
+  -- The worker's rotator: may set passwords and LOGIN/NOLOGIN of non-superuser roles, nothing else.
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'durable_ops_rotator') THEN CREATE ROLE durable_ops_rotator LOGIN CREATEROLE; END IF;
+END $$;
+SELECT 'CREATE DATABASE app' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'app') \gexec
+REVOKE ALL ON DATABASE app FROM PUBLIC;
+GRANT CONNECT ON DATABASE app TO app_rw, vault_admin, durable_ops_rotator;
+SQL
+  # The rotator's password: generated once into a 0600 file the worker reads; set at every start.
+  if [ ! -s "$PG_ROTATOR_PASSWORD_FILE" ]; then
+    (umask 077; head -c 32 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' >"$PG_ROTATOR_PASSWORD_FILE")
+  fi
+  printf "ALTER ROLE durable_ops_rotator WITH LOGIN CREATEROLE NOSUPERUSER PASSWORD '%s';\n" "$(cat "$PG_ROTATOR_PASSWORD_FILE")" | pg_psql postgres >>"$LOG_DIR/postgres-setup.log" 2>&1 || die "PostgreSQL rotator setup failed"
+  pg_psql app <<'SQL' >>"$LOG_DIR/postgres-setup.log" 2>&1 || die "PostgreSQL setup of database app failed (see $LOG_DIR/postgres-setup.log)"
+REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+GRANT USAGE ON SCHEMA public TO app_rw;
+GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO app_rw;
+GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO app_rw;
+ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO app_rw;
+ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO app_rw;
+SQL
+}
+
+# Record the postmaster: setpriv exec'd it, so $! is its PID, but its command line is
+# postgres's own, not the setpriv wrapper's.
+pg_record_postmaster() {
+  local f="$RUN_DIR/postgres.pid" pid
+  read -r pid <"$f"
+  printf '%s\n%s\n' "$pid" "$*" >"$f"
+}
+
+ensure_postgres() {
+  if port_open "$PG_PORT"; then
+    [ -s "$PG_ADMIN_PASSWORD_FILE" ] && [ -f "$PG_DATA/PG_VERSION" ] && pg_setup
+    return 0
+  fi
+  pg_init_cluster
+  pg_write_config
+  say "starting PostgreSQL on 127.0.0.1:$PG_PORT (data $PG_DATA)"
+  local cmd=("$PG_BIN/postgres" -D "$PG_DATA")
+  if [ "$(id -u)" -eq 0 ]; then
+    start_bg postgres setpriv --reuid=postgres --regid=postgres --init-groups -- "${cmd[@]}"
+    pg_record_postmaster "${cmd[@]}"
+  else
+    start_bg postgres "${cmd[@]}"
+  fi
+  wait_for 60 "PostgreSQL" pg_ready
+  pg_setup
+}

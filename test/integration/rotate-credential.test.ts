@@ -1,0 +1,218 @@
+/**
+ * rotateCredential on the real stack: Vault (server mode, the worker's AppRole), the project
+ * PostgreSQL cluster, Docker Swarm secrets. Zero failed queries through a rotation, rollback on a
+ * failure in test, a worker SIGKILLed mid-rotation completing exactly once, and no secret value
+ * in the history, the worker's logs or the alert emails.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { Writable } from 'node:stream';
+import { after, before, test } from 'node:test';
+import { WorkflowFailedError, type Client } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
+import { pino } from 'pino';
+import { withPgClient, pgSettings } from '../../src/activities/postgres';
+import { vaultSettings, VaultSession } from '../../src/activities/vault';
+import { startRunbook } from '../../src/starters/runbooks';
+import type { RotationReport } from '../../src/workflows/rotate-credential';
+import { docker } from '../helpers/docker';
+import { mailText, waitForMail } from '../helpers/mailpit';
+import { config, connectClient, startWorker, uniqueName, type RunningWorker } from '../helpers/temporal';
+import { spawnWorker } from '../helpers/worker-process';
+import { waitUntil } from '../helpers/wait';
+
+const PG = pgSettings(config);
+const ADMIN = { username: config.DURABLE_OPS_PG_ADMIN_USER, password: readFileSync(config.DURABLE_OPS_PG_ADMIN_PASSWORD_FILE ?? `${config.DURABLE_OPS_DATA}/postgres/admin.password`, 'utf8').trim() };
+const vault = new VaultSession(vaultSettings(config));
+
+let client: Client;
+let worker: RunningWorker;
+const logLines: string[] = [];
+const apps: string[] = [];
+const services: string[] = [];
+
+const admin = (sql: string) => withPgClient(PG, ADMIN, (c) => c.query(sql));
+
+/** Two alternating roles for a fresh app, as the stack makes them for `orders`. */
+async function newApp(): Promise<string> {
+  const app = `t${uniqueName('x').slice(2).replace(/-/g, '')}`;
+  apps.push(app);
+  for (const r of ['a', 'b']) await admin(`CREATE ROLE ${app}_${r} NOLOGIN INHERIT IN ROLE app_rw`);
+  return app;
+}
+
+/** What a consumer does: the current version's username and value from Vault. */
+async function currentCreds(vaultPath: string): Promise<{ username: string; password: string; version: number }> {
+  const meta = await vault.kvMetadata(vaultPath);
+  const version = Number(meta!.customMetadata.current_version);
+  const data = (await vault.kvReadVersion(vaultPath, version))!;
+  return { username: data.username!, password: data.value!, version };
+}
+
+const whoami = (creds: { username: string; password: string }) => withPgClient(PG, creds, async (c) => (await c.query<{ u: string }>('SELECT current_user AS u')).rows[0]!.u);
+const canLogin = async (role: string) => (await withPgClient(PG, ADMIN, (c) => c.query<{ l: boolean }>('SELECT rolcanlogin AS l FROM pg_roles WHERE rolname = $1', [role]))).rows[0]!.l;
+
+before(async () => {
+  // Plain payloads here, so the grep below proves no secret is in them at all (not merely encrypted).
+  client = await connectClient({ codec: false });
+  const capture = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      logLines.push(chunk.toString());
+      cb();
+    },
+  });
+  worker = await startWorker({ codec: false, log: pino({ level: 'debug' }, capture) });
+});
+
+after(async () => {
+  await worker.stop();
+  await client.connection.close();
+  for (const s of services) await docker.getService(s).remove().catch(() => undefined);
+  for (const app of apps) for (const r of ['a', 'b']) await admin(`DROP ROLE IF EXISTS ${app}_${r}`).catch(() => undefined);
+});
+
+const rotate = (input: Record<string, unknown>, taskQueue = worker.taskQueue) => startRunbook(client, 'rotateCredential', input, { taskQueue });
+
+test('postgres: two rotations with a client querying all along: 0 failed queries; the old role revoked; no secret in history, logs or alerts', async () => {
+  const app = await newApp();
+  const vaultPath = `durable-ops/it-${app}`;
+  const first: RotationReport = await (await rotate({ credentialId: app, vaultPath, target: { kind: 'postgres-role', app }, gracePeriodMs: 10_000 })).result();
+  assert.equal(first.plan.pendingRole, `${app}_a`);
+  const v1 = await currentCreds(vaultPath);
+  assert.equal(v1.version, first.newVersion);
+  assert.equal(await whoami(v1), `${app}_a`);
+
+  // A consumer querying several times a second, reconnecting with the current credential from Vault.
+  let ok = 0;
+  const failures: string[] = [];
+  let running = true;
+  const consumer = (async () => {
+    while (running) {
+      try {
+        await whoami(await currentCreds(vaultPath));
+        ok += 1;
+      } catch (err) {
+        failures.push((err as Error).message);
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  })();
+  const h = await rotate({ credentialId: app, vaultPath, target: { kind: 'postgres-role', app }, gracePeriodMs: 10_000 });
+  const second: RotationReport = await h.result();
+  await new Promise((r) => setTimeout(r, 500));
+  running = false;
+  await consumer;
+  assert.deepEqual(failures, [], 'no failed query through the rotation');
+  assert.ok(ok >= 5, `the consumer ran (${ok} queries)`);
+  assert.deepEqual(second.phases.map((p) => p.phase), ['plan', 'create', 'set', 'test', 'finish', 'done']);
+  assert.equal(second.plan.activeRole, `${app}_a`);
+  assert.equal(second.plan.pendingRole, `${app}_b`);
+  assert.equal(second.revokedOld, true);
+  const v2 = await currentCreds(vaultPath);
+  assert.equal(v2.version, v1.version + 1);
+  assert.equal(await whoami(v2), `${app}_b`);
+  assert.equal(await canLogin(`${app}_a`), false, 'the old role can no longer log in');
+  const meta = await vault.kvMetadata(vaultPath);
+  assert.equal(meta!.customMetadata.previous_version, String(v1.version));
+  assert.equal(meta!.customMetadata.pending_version, undefined);
+
+  // No secret value anywhere an operator looks.
+  const history = JSON.stringify(await h.fetchHistory());
+  const logs = logLines.join('');
+  for (const secret of [v1.password, v2.password]) {
+    assert.equal(history.includes(secret), false, 'not in the workflow history');
+    assert.equal(logs.includes(secret), false, 'not in the worker logs');
+  }
+  assert.ok(logs.includes('"msg":"role password set"'), 'the worker did log the rotation');
+});
+
+test('a failure injected in test rolls back: the old credential keeps working, the pending version is destroyed, an alert goes out', async () => {
+  const app = await newApp();
+  const vaultPath = `durable-ops/it-${app}`;
+  await (await rotate({ credentialId: app, vaultPath, target: { kind: 'postgres-role', app } })).result();
+  const before = await currentCreds(vaultPath);
+  // The fault: the pending role gets its password but may not connect.
+  await admin(`ALTER ROLE ${app}_b CONNECTION LIMIT 0`);
+  const h = await rotate({ credentialId: app, vaultPath, target: { kind: 'postgres-role', app } });
+  await assert.rejects(h.result(), (err: unknown) => {
+    assert.ok(err instanceof WorkflowFailedError && err.cause instanceof ApplicationFailure);
+    assert.equal(err.cause.type, 'RotationFailed');
+    assert.match(err.cause.message, /failed in test .*rolled back/);
+    return true;
+  });
+  const after = await currentCreds(vaultPath);
+  assert.equal(after.version, before.version, 'still on the current version');
+  assert.equal(await whoami(after), `${app}_a`, 'the old credential works');
+  assert.equal(await canLogin(`${app}_b`), false, 'the pending role was disabled again');
+  const meta = await vault.kvMetadata(vaultPath);
+  assert.equal(meta!.customMetadata.pending_version, undefined);
+  assert.equal(meta!.versions[String(before.version + 1)]?.destroyed, true, 'the pending version is destroyed');
+  const [mail] = await waitForMail(`${app}: rotation failed`, 1, 20_000);
+  const text = await mailText(mail!.ID);
+  assert.match(text, /rolled back/);
+  assert.equal(text.includes(before.password), false, 'no secret in the alert');
+});
+
+test('worker SIGKILLed during the finish phase: a new worker completes it; exactly one new version', async () => {
+  const app = await newApp();
+  const vaultPath = `durable-ops/it-${app}`;
+  await (await rotate({ credentialId: app, vaultPath, target: { kind: 'postgres-role', app } })).result();
+  const before = await currentCreds(vaultPath);
+  // A long-lived session on the old role holds the finish phase in its grace period.
+  // The spawned worker encrypts its payloads: read them with the codec.
+  const encClient = await connectClient();
+  const held = await withPgClient(PG, before, async (c) => {
+    const taskQueue = uniqueName('rotate-crash');
+    const first = await spawnWorker(taskQueue);
+    const h = await startRunbook(encClient, 'rotateCredential', { credentialId: app, vaultPath, target: { kind: 'postgres-role', app }, gracePeriodMs: 6_000 }, { taskQueue });
+    await waitUntil('the finish phase', async () => (await h.query<RotationReport>('status')).phase === 'finish', 30_000, 50);
+    await first.kill('SIGKILL');
+    const second = await spawnWorker(taskQueue);
+    await c.end();
+    try {
+      return (await h.result()) as RotationReport;
+    } finally {
+      await second.kill();
+      await encClient.connection.close();
+    }
+  });
+  assert.equal(held.phase, 'done');
+  const after = await currentCreds(vaultPath);
+  assert.equal(after.version, before.version + 1, 'one new version, not two');
+  const meta = await vault.kvMetadata(vaultPath);
+  assert.equal(Object.keys(meta!.versions).length, 2);
+  assert.equal(await whoami(after), `${app}_b`);
+});
+
+test('docker-secret: a new versioned Swarm secret rolled into the consuming service; the old one removed', async () => {
+  const name = uniqueName('rot-svc');
+  const secretName = `s${name.slice(-8)}`;
+  const vaultPath = `durable-ops/it-${secretName}`;
+  services.push(name);
+  const image = process.env.DURABLE_OPS_DEMO_IMAGE ?? 'durable-ops/demo-service:latest';
+  // First rotation creates v1 for a service that does not use it yet: attach it by hand, as a deploy would.
+  await docker.createService({
+    Name: name,
+    TaskTemplate: { ContainerSpec: { Image: image, Env: ['PORT=18700'] }, Networks: [{ Target: 'host' }] },
+    Mode: { Replicated: { Replicas: 1 } },
+  });
+  const r1: RotationReport = await (await rotate({ credentialId: secretName, vaultPath, target: { kind: 'docker-secret', secretName, services: [name], updateDelayMs: 0 } })).result();
+  const r2: RotationReport = await (await rotate({ credentialId: secretName, vaultPath, target: { kind: 'docker-secret', secretName, services: [name], updateDelayMs: 0 } })).result();
+  assert.equal(r2.phase, 'done');
+  const spec = await docker.getService(name).inspect();
+  const refs = (spec.Spec.TaskTemplate as { ContainerSpec: { Secrets?: Array<{ SecretName: string; File: { Name: string } }> } }).ContainerSpec.Secrets ?? [];
+  assert.deepEqual(refs.map((r) => [r.SecretName, r.File.Name]), [[`${secretName}_v${r2.newVersion}`, secretName]]);
+  const secrets = await docker.listSecrets({ filters: { label: [`durable-ops.secret=${secretName}`] } });
+  assert.deepEqual(secrets.map((s) => s.Spec?.Name).sort(), [`${secretName}_v${r2.newVersion}`], `the old version ${r1.newVersion} is removed`);
+  // The running task reads the new value at /run/secrets/<name>.
+  const { password } = await currentCreds(vaultPath).catch(async () => ({ password: (await vault.kvReadVersion(vaultPath, r2.newVersion!))!.value!, username: '', version: 0 }));
+  const task = await waitUntil('a running task', async () => {
+    const tasks = await docker.listTasks({ filters: { service: [name], 'desired-state': ['running'] } });
+    return (tasks as Array<{ Status?: { State?: string; ContainerStatus?: { ContainerID?: string } } }>).find((t) => t.Status?.State === 'running')?.Status?.ContainerStatus?.ContainerID;
+  }, 30_000);
+  const exec = await docker.getContainer(task).exec({ Cmd: ['cat', `/run/secrets/${secretName}`], AttachStdout: true });
+  const stream = await exec.start({});
+  let out = '';
+  for await (const chunk of stream) out += (chunk as Buffer).toString('latin1');
+  assert.ok(out.includes(password), 'the container reads the current value');
+});
