@@ -30,3 +30,6 @@ npx tsx bench/restart.ts "$@"
 # its event bridge, which would signal the alert-path supervisor too) stops first.
 stop_recorded bench-worker
 npx tsx bench/alert-path.ts
+
+# Credential rotation under a continuously querying consumer, next to the raw steps.
+npx tsx bench/rotation.ts
