@@ -70,23 +70,34 @@ ensure_apt_packages() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >>"$LOG_DIR/apt.log" 2>&1 || die "apt-get install failed (see $LOG_DIR/apt.log)"
 }
 
-# go_tool BIN MODULE@VERSION: build once into the cache (keyed by version), atomically.
-go_tool() {
-  local bin="$1" module="$2"
+# cached_build BIN WHAT BUILDER [ARGS...]: build BIN once into the cache (its path carries the
+# version), under a lock, atomically: BUILDER OUTDIR ARGS... must leave $(basename BIN) in OUTDIR.
+cached_build() {
+  local bin="$1" what="$2" builder="$3"; shift 3
   [ -x "$bin" ] && return 0
-  command -v go >/dev/null || die "Go is needed to build $module"
-  local dir; dir="$(dirname "$bin")"
+  command -v go >/dev/null || die "Go is needed to build $what"
+  local dir name log
+  dir="$(dirname "$bin")"; name="$(basename "$bin")"; log="$LOG_DIR/build-$name.log"
   mkdir -p "$dir"
   (
     flock 9
     [ -x "$bin" ] && exit 0
-    say "building $module into $dir (first time only; a few minutes)"
+    say "building $what into $dir (first time only; several minutes)"
     local tmp; tmp="$(mktemp -d "$dir/.build.XXXX")"
-    (cd /tmp && GOBIN="$tmp" GOFLAGS=-mod=mod go install "$module") >"$LOG_DIR/build-$(basename "$bin").log" 2>&1 || { rm -rf "$tmp"; die "building $module failed (see $LOG_DIR/build-$(basename "$bin").log)"; }
-    mv "$tmp/$(basename "$bin")" "$bin"
+    "$builder" "$tmp" "$@" >"$log" 2>&1 || { rm -rf "$tmp"; die "building $what failed (see $log)"; }
+    mv "$tmp/$name" "$bin"
     rm -rf "$tmp"
   ) 9>"$dir/.lock"
 }
+
+# A module `go install` accepts (no replace directives).
+go_install_into() { (cd /tmp && GOBIN="$1" GOFLAGS=-mod=mod go install "$2"); }
+
+# A module pinned in tools/<dir>/go.mod (replace directives, godebug lines): built from there.
+go_build_tool_into() { (cd "$ROOT/tools/$2" && GOWORK=off go build -mod=mod -trimpath -o "$1/$3" "$4"); }
+
+# go_tool BIN MODULE@VERSION
+go_tool() { cached_build "$1" "$2" go_install_into "$2"; }
 
 ensure_tools() {
   go_tool "$TEMPORAL_BIN" "github.com/temporalio/cli/cmd/temporal@v$TEMPORAL_VERSION" &

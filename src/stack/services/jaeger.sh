@@ -11,22 +11,8 @@ JAEGER_OTLP_HTTP_PORT=4318
 export DURABLE_OPS_JAEGER_UI="${DURABLE_OPS_JAEGER_UI:-http://127.0.0.1:$JAEGER_UI_PORT}"
 
 # `go install` refuses Jaeger's module (it has replace directives), so build the tool pinned in
-# tools/jaeger/go.mod from inside that module; same cache layout, lock and atomic move as go_tool.
-build_jaeger() {
-  [ -x "$JAEGER_BIN" ] && return 0
-  command -v go >/dev/null || die "Go is needed to build Jaeger"
-  local dir; dir="$(dirname "$JAEGER_BIN")"
-  mkdir -p "$dir"
-  (
-    flock 9
-    [ -x "$JAEGER_BIN" ] && exit 0
-    say "building Jaeger $JAEGER_VERSION into $dir (first time only; a few minutes)"
-    local tmp; tmp="$(mktemp -d "$dir/.build.XXXX")"
-    (cd "$ROOT/tools/jaeger" && GOWORK=off go build -trimpath -o "$tmp/jaeger" github.com/jaegertracing/jaeger/cmd/jaeger) >"$LOG_DIR/build-jaeger.log" 2>&1 || { rm -rf "$tmp"; die "building Jaeger failed (see $LOG_DIR/build-jaeger.log)"; }
-    mv "$tmp/jaeger" "$JAEGER_BIN"
-    rm -rf "$tmp"
-  ) 9>"$dir/.lock"
-}
+# tools/jaeger/go.mod from inside that module (lib.sh's cached_build: cache, lock, atomic move).
+build_jaeger() { cached_build "$JAEGER_BIN" "Jaeger $JAEGER_VERSION" go_build_tool_into jaeger jaeger github.com/jaegertracing/jaeger/cmd/jaeger; }
 
 jaeger_up() { port_open "$JAEGER_UI_PORT" && port_open "$JAEGER_OTLP_GRPC_PORT" && port_open "$JAEGER_OTLP_HTTP_PORT"; }
 

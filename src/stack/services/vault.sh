@@ -29,22 +29,8 @@ EXTRA_SERVICES+=(ensure_vault)
 
 # Vault's module has replace directives, so build it from inside tools/vault (go.mod pins
 # v1.13.0 with sdk/api replacements and `godebug x509negativeserial=1`, without which the
-# binary panics at start on Go 1.26); same cache layout, lock and atomic move as go_tool.
-build_vault() {
-  [ -x "$VAULT_BIN" ] && return 0
-  command -v go >/dev/null || die "Go is needed to build Vault"
-  local dir; dir="$(dirname "$VAULT_BIN")"
-  mkdir -p "$dir"
-  (
-    flock 9
-    [ -x "$VAULT_BIN" ] && exit 0
-    say "building Vault $VAULT_VERSION into $dir (first time only; several minutes, ~1.5 GB of modules)"
-    local tmp; tmp="$(mktemp -d "$dir/.build.XXXX")"
-    (cd "$ROOT/tools/vault" && GOWORK=off go build -mod=mod -trimpath -o "$tmp/vault" github.com/hashicorp/vault) >"$LOG_DIR/build-vault.log" 2>&1 || { rm -rf "$tmp"; die "building Vault failed (see $LOG_DIR/build-vault.log)"; }
-    mv "$tmp/vault" "$VAULT_BIN"
-    rm -rf "$tmp"
-  ) 9>"$dir/.lock"
-}
+# binary panics at start on Go 1.26), with lib.sh's cached_build (cache, lock, atomic move).
+build_vault() { cached_build "$VAULT_BIN" "Vault $VAULT_VERSION (~1.5 GB of modules)" go_build_tool_into vault vault github.com/hashicorp/vault; }
 
 vault_seal_status() { curl -sf --max-time 5 "$DURABLE_OPS_VAULT_ADDR/v1/sys/seal-status"; }
 vault_answers() { vault_seal_status >/dev/null; }
