@@ -184,6 +184,38 @@ test('worker SIGKILLed during the finish phase: a new worker completes it; exact
   assert.equal(await whoami(after), `${app}_b`);
 });
 
+test('worker SIGKILLed during the set phase (its ALTER ROLE blocked by a lock): completes once, one new version, one password', async () => {
+  const app = await newApp();
+  const vaultPath = `durable-ops/it-${app}`;
+  await (await rotate({ credentialId: app, vaultPath, target: { kind: 'postgres-role', app } })).result();
+  const before = await currentCreds(vaultPath);
+  const encClient = await connectClient();
+  const taskQueue = uniqueName('rotate-crash-set');
+  // An open transaction that altered the pending role holds its row lock: the set phase waits on it.
+  const report = await withPgClient(PG, ADMIN, async (blocker) => {
+    await blocker.query('BEGIN');
+    await blocker.query(`ALTER ROLE ${app}_b CONNECTION LIMIT 50`);
+    const first = await spawnWorker(taskQueue);
+    const h = await startRunbook(encClient, 'rotateCredential', { credentialId: app, vaultPath, target: { kind: 'postgres-role', app }, gracePeriodMs: 5_000 }, { taskQueue });
+    await waitUntil('the set phase', async () => (await h.query<RotationReport>('status')).phase === 'set', 30_000, 50);
+    await new Promise((r) => setTimeout(r, 300));
+    await first.kill('SIGKILL');
+    const second = await spawnWorker(taskQueue);
+    await blocker.query('COMMIT');
+    try {
+      return (await h.result()) as RotationReport;
+    } finally {
+      await second.kill();
+      await encClient.connection.close();
+    }
+  });
+  assert.equal(report.phase, 'done');
+  const after = await currentCreds(vaultPath);
+  assert.equal(after.version, before.version + 1, 'one new version, not two');
+  assert.equal(Object.keys((await vault.kvMetadata(vaultPath))!.versions).length, 2);
+  assert.equal(await whoami(after), `${app}_b`, 'the password set is the one in Vault');
+});
+
 test('docker-secret: a new versioned Swarm secret rolled into the consuming service; the old one removed', async () => {
   const name = uniqueName('rot-svc');
   const secretName = `s${name.slice(-8)}`;
