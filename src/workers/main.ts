@@ -5,7 +5,7 @@
  */
 import { DefaultLogger, Runtime, type LogLevel } from '@temporalio/worker';
 import { BreakerRegistry } from '../activities/breaker';
-import { AlertingConfigError } from '../config/alerting';
+import { AlertingConfigError, loadAlerting } from '../config/alerting';
 import { ConfigError, loadConfig } from '../config/env';
 import { codecFor } from '../codec/codec';
 import { createLogger } from '../config/logger';
@@ -15,14 +15,17 @@ import { createWorker } from './worker';
 import { createTracing, WORKER_SERVICE_NAME } from '../observability/tracing';
 import { freeLoopbackPort } from '../observability/server';
 import { startObservability } from './observability';
+import { startRotationAgeRefresher } from '../observability/rotation-age';
+import { DEFAULT_ROTATIONS_FILE, loadRotations } from '../starters/schedules';
 
 async function main(): Promise<void> {
   let config;
   try {
     config = loadConfig();
     codecFor(config); // payload encryption keys, validated (CodecKeyError is a ConfigError) and created on first use
+    loadAlerting(config.DURABLE_OPS_ALERTING_CONFIG); // channels and routes, before connecting to anything
   } catch (err) {
-    if (err instanceof ConfigError) {
+    if (err instanceof ConfigError || err instanceof AlertingConfigError) {
       console.error(`durable-ops: ${err.message}`);
       process.exit(2);
     }
@@ -72,12 +75,16 @@ async function main(): Promise<void> {
       )
     : Promise.resolve();
   const observability = await startObservability(config, log, sdkMetricsPort, breakers);
+  const stopRotationAges = deps.kv
+    ? startRotationAgeRefresher({ kv: deps.kv, rotations: loadRotations(process.env.DURABLE_OPS_ROTATIONS_CONFIG ?? DEFAULT_ROTATIONS_FILE), log: log.child({ component: 'rotation-age' }) })
+    : () => undefined;
   log.info({ temporal: config.DURABLE_OPS_TEMPORAL_ADDRESS, bridge: withBridge }, 'worker started');
   try {
     await worker.run();
   } finally {
     abort.abort();
     await bridge.catch((err) => log.error({ error: (err as Error).message }, 'bridge ended with an error'));
+    stopRotationAges();
     await observability.close();
     await connection.close();
     await tracing.shutdown();

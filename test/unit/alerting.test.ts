@@ -103,3 +103,17 @@ test('breaker: seed values; over 50% failures open it; open fails fast with next
   await assert.rejects(breakers.call('channel:hook', ok, undefined, { openIsFinal: true }), (err: unknown) => err instanceof ApplicationFailure && err.nonRetryable === true && err.type === 'BreakerOpen');
   breakers.shutdown();
 });
+
+test('rotation age: seconds since the current version was promoted, per credential', async () => {
+  const { refreshRotationAges } = await import('../../src/observability/rotation-age');
+  const { registry } = await import('../../src/observability/metrics');
+  const rotatedAt = '2026-09-01T00:00:00.000Z';
+  const kv = {
+    readMetadata: async (p: string) => (p === 'durable-ops/a' ? { currentVersion: 3, versions: {}, custom: { current_version: '3', rotated_at: rotatedAt } } : null),
+  } as unknown as import('../../src/activities/credentials').KvStore;
+  const now = Date.parse('2026-11-30T00:00:00.000Z');
+  await refreshRotationAges(kv, [{ credentialId: 'a', vaultPath: 'durable-ops/a' }, { credentialId: 'never', vaultPath: 'durable-ops/never' }], now);
+  const text = await registry.getSingleMetricAsString('durable_ops_credential_rotation_age_seconds');
+  assert.match(text, new RegExp(`durable_ops_credential_rotation_age_seconds\\{credential="a"\\} ${(now - Date.parse(rotatedAt)) / 1000}`));
+  assert.doesNotMatch(text, /credential="never"/, 'never rotated: no sample (no false age)');
+});
