@@ -216,6 +216,19 @@ test('worker SIGKILLed during the set phase (its ALTER ROLE blocked by a lock): 
   assert.equal(await whoami(after), `${app}_b`, 'the password set is the one in Vault');
 });
 
+test('vault-only: a new version, labelled current, the previous one kept as previous', async () => {
+  const id = `v${uniqueName('x').slice(2).replace(/-/g, '')}`;
+  const vaultPath = `durable-ops/it-${id}`;
+  const r1: RotationReport = await (await rotate({ credentialId: id, vaultPath, target: { kind: 'vault-only' } })).result();
+  const r2: RotationReport = await (await rotate({ credentialId: id, vaultPath, target: { kind: 'vault-only' } })).result();
+  assert.deepEqual(r2.phases.map((p) => p.phase), ['plan', 'create', 'set', 'test', 'finish', 'done']);
+  const meta = await vault.kvMetadata(vaultPath);
+  assert.equal(meta!.customMetadata.current_version, String(r2.newVersion));
+  assert.equal(meta!.customMetadata.previous_version, String(r1.newVersion));
+  const [v1, v2] = await Promise.all([vault.kvReadVersion(vaultPath, r1.newVersion!), vault.kvReadVersion(vaultPath, r2.newVersion!)]);
+  assert.ok(v1?.value && v2?.value && v1.value !== v2.value && v2.value.length === 40, 'a fresh 40-character value');
+});
+
 test('docker-secret: a new versioned Swarm secret rolled into the consuming service; the old one removed', async () => {
   const name = uniqueName('rot-svc');
   const secretName = `s${name.slice(-8)}`;
