@@ -14,17 +14,15 @@
  */
 import http from 'node:http';
 import type net from 'node:net';
-import { WorkflowIdConflictPolicy, WorkflowNotFoundError, type Client } from '@temporalio/client';
+import type { Client } from '@temporalio/client';
 import type Docker from 'dockerode';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { RUNBOOK_ATTR, SERVICE_ATTR } from '../config/search-attributes';
 import { raiseAlert, resolveAlertGroup } from '../activities/alerts';
 import { listenLoopback } from '../observability/server';
 import { containerName } from '../schemas/common';
 import type { FailureSignal } from '../schemas/supervise-service';
-import { failureSignal, superviseWorkflowId } from '../workflows/supervise-service';
-import { inputFromLabels } from './docker-events';
+import { forwardFailure } from './docker-events';
 
 export const RECEIVER_PATH = '/alertmanager';
 
@@ -95,30 +93,7 @@ export function createAlertHandler(opts: ReceiverOptions) {
       if (err.statusCode === 404) return undefined;
       throw err;
     });
-    const input = info ? inputFromLabels(service, info.Config.Labels ?? {}, log) : undefined;
-    if (input) {
-      await client.workflow.signalWithStart('superviseService', {
-        taskQueue,
-        workflowId: superviseWorkflowId(service),
-        args: [input],
-        typedSearchAttributes: [
-          { key: SERVICE_ATTR, value: service },
-          { key: RUNBOOK_ATTR, value: 'superviseService' },
-        ],
-        staticSummary: `supervise ${service} (from container labels)`,
-        workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
-        signal: failureSignal,
-        signalArgs: [failure],
-      });
-      return 'signal-with-start';
-    }
-    try {
-      await client.workflow.getHandle(superviseWorkflowId(service)).signal(failureSignal, failure);
-      return 'signalled';
-    } catch (err) {
-      if (err instanceof WorkflowNotFoundError) return 'no-supervisor';
-      throw err;
-    }
+    return forwardFailure(client, taskQueue, service, info?.Config.Labels ?? {}, failure, log);
   };
 
   /** high_cpu (no autoscaler yet): a warning through the alert groups (dedup, fallback, dead letters). */

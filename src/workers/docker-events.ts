@@ -76,8 +76,9 @@ export function inputFromLabels(name: string, labels: Record<string, string>, lo
   }
 }
 
-export async function runDockerEventBridge({ docker, client, taskQueue, log, signal }: BridgeOptions): Promise<void> {
-  const startOptions = (service: string, input: unknown) => ({
+/** How a supervisor is started for a labelled container (id, search attributes, summary). */
+export function superviseStartOptions(taskQueue: string, service: string, input: unknown) {
+  return {
     taskQueue,
     workflowId: superviseWorkflowId(service),
     args: [input],
@@ -86,15 +87,44 @@ export async function runDockerEventBridge({ docker, client, taskQueue, log, sig
       { key: RUNBOOK_ATTR, value: 'superviseService' },
     ],
     staticSummary: `supervise ${service} (from container labels)`,
-  });
+  };
+}
 
+/**
+ * Tell a service's supervisor about a failure: signal-with-start when the container's labels
+ * declare supervision, otherwise signal a supervisor an operator started (if there is one).
+ * Used by the Docker event bridge and the Alertmanager receiver.
+ */
+export async function forwardFailure(
+  client: Client,
+  taskQueue: string,
+  service: string,
+  labels: Record<string, string>,
+  failure: FailureSignal,
+  log: Logger,
+): Promise<'signal-with-start' | 'signalled' | 'no-supervisor'> {
+  const input = inputFromLabels(service, labels, log);
+  if (input) {
+    await client.workflow.signalWithStart('superviseService', { ...superviseStartOptions(taskQueue, service, input), signal: failureSignal, signalArgs: [failure] });
+    return 'signal-with-start';
+  }
+  try {
+    await client.workflow.getHandle(superviseWorkflowId(service)).signal(failureSignal, failure);
+    return 'signalled';
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError) return 'no-supervisor';
+    throw err;
+  }
+}
+
+export async function runDockerEventBridge({ docker, client, taskQueue, log, signal }: BridgeOptions): Promise<void> {
   const ensureSupervisors = async () => {
     const containers = await docker.listContainers({ filters: { label: [`${LABEL_SUPERVISE}=true`] } });
     for (const c of containers) {
       const name = (c.Names[0] ?? '').replace(/^\//, '');
       const input = inputFromLabels(name, c.Labels, log);
       if (!input) continue;
-      await client.workflow.start('superviseService', { ...startOptions(name, input), workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING });
+      await client.workflow.start('superviseService', { ...superviseStartOptions(taskQueue, name, input), workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING });
     }
     log.info({ supervised: containers.length }, 'supervisors ensured for labelled containers');
   };
@@ -104,18 +134,8 @@ export async function runDockerEventBridge({ docker, client, taskQueue, log, sig
     const attrs = ev.Actor?.Attributes ?? {};
     const name = attrs.name;
     if (!failure || !name) return;
-    const input = inputFromLabels(name, attrs, log);
-    if (input) {
-      await client.workflow.signalWithStart('superviseService', { ...startOptions(name, input), signal: failureSignal, signalArgs: [failure] });
-      log.info({ service: name, ...failure }, 'failure forwarded (signal-with-start)');
-      return;
-    }
-    try {
-      await client.workflow.getHandle(superviseWorkflowId(name)).signal(failureSignal, failure);
-      log.info({ service: name, ...failure }, 'failure forwarded');
-    } catch (err) {
-      if (!(err instanceof WorkflowNotFoundError)) throw err;
-    }
+    const action = await forwardFailure(client, taskQueue, name, attrs, failure, log);
+    if (action !== 'no-supervisor') log.info({ service: name, action, ...failure }, 'failure forwarded');
   };
 
   let since = Math.floor(Date.now() / 1000);

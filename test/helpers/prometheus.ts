@@ -5,24 +5,16 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freeLoopbackPort } from '../../src/observability/server';
 
 export const OBSERVABILITY_DIR = fileURLToPath(new URL('../../observability', import.meta.url));
 export const RULES_FILE = path.join(OBSERVABILITY_DIR, 'prometheus', 'rules.yml');
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+/** A free TCP port on 127.0.0.1 (the worker's own helper). */
+export const freePort = freeLoopbackPort;
 
 /** The real rules with every `for:` set to `forDuration` (same expressions and thresholds). */
 export function fastRules(forDuration = '1s'): string {
