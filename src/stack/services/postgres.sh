@@ -16,8 +16,16 @@ EXTRA_SERVICES+=(ensure_postgres)
 PG_BIN="${DURABLE_OPS_PG_BIN:-/usr/lib/postgresql/15/bin}"
 PG_PORT="${DURABLE_OPS_PG_PORT:-5433}"
 PG_DIR="$DATA/postgres"
-PG_DATA="$PG_DIR/data"
-PG_SOCKET_DIR="$PG_DIR/run"
+# The cluster's own folders belong to the postgres user, who must be able to reach them. A clone
+# under a private folder (mktemp -d is 0700) is not reachable: then the cluster lives under
+# /var/lib/durable-ops, keyed by the data folder; passwords stay in $PG_DIR either way.
+PG_CLUSTER_DIR="${DURABLE_OPS_PG_CLUSTER_DIR:-$PG_DIR}"
+if [ -z "${DURABLE_OPS_PG_CLUSTER_DIR:-}" ] && [ "$(id -u)" -eq 0 ] && id postgres >/dev/null 2>&1 &&
+  ! setpriv --reuid=postgres --regid=postgres --init-groups -- test -x "$DATA" 2>/dev/null; then
+  PG_CLUSTER_DIR="/var/lib/durable-ops/postgres-$(printf '%s' "$DATA" | sha256sum | cut -c1-12)"
+fi
+PG_DATA="$PG_CLUSTER_DIR/data"
+PG_SOCKET_DIR="$PG_CLUSTER_DIR/run"
 PG_ADMIN_USER="durable_ops_admin"
 PG_ADMIN_PASSWORD_FILE="$PG_DIR/admin.password"
 PG_ROTATOR_PASSWORD_FILE="$PG_DIR/rotator.password"
@@ -50,7 +58,7 @@ pg_init_cluster() {
   [ -f "$PG_DATA/PG_VERSION" ] && return 0
   [ -x "$PG_BIN/initdb" ] || die "PostgreSQL 15 is not installed ($PG_BIN/initdb; Debian package postgresql)"
   say "initialising the PostgreSQL cluster in $PG_DATA"
-  mkdir -p "$PG_DATA" "$PG_SOCKET_DIR"
+  mkdir -p "$PG_DIR" "$PG_DATA" "$PG_SOCKET_DIR"
   if [ "$(id -u)" -eq 0 ]; then
     chown postgres:postgres "$PG_DATA" "$PG_SOCKET_DIR"
     setpriv --reuid=postgres --regid=postgres --init-groups -- test -w "$PG_DATA" ||
