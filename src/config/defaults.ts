@@ -55,3 +55,6 @@ export const KPI_ERROR_RATE_PERCENT = 0.1;
 /** Engine wiring. */
 export const DEFAULT_TASK_QUEUE = 'durable-ops';
 export const DEFAULT_NAMESPACE = 'default';
+
+/** Plan -> approval -> apply: how long a plan waits for an operator's decision. */
+export const APPROVAL_TIMEOUT_MS = 60 * MINUTE;
