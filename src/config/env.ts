@@ -35,6 +35,11 @@ const envSchema = z.object({
     .refine((v) => /^https?:\/\//.test(v), 'must be an http(s) URL (OTLP/HTTP, e.g. http://127.0.0.1:4318)')
     .default('http://127.0.0.1:4318'),
   DURABLE_OPS_WORKFLOW_BUNDLE: z.string().optional(),
+  /** Fault injection for crash tests: SIGKILL the worker right after these activities' side effects, before they report. */
+  DURABLE_OPS_FAULT_CRASH_AFTER: z
+    .string()
+    .regex(/^[A-Za-z]+(,[A-Za-z]+)*$/, 'must be a comma-separated list of activity names')
+    .optional(),
   /** Alert channels and routing (JSON file, see src/config/alerting.ts); email only when unset. */
   DURABLE_OPS_ALERTING_CONFIG: z.string().optional(),
   DURABLE_OPS_DATA: z.string().default(path.join(process.cwd(), '.data')),
@@ -84,6 +89,14 @@ const envSchema = z.object({
   /** The worker's rotator role (CREATEROLE, not superuser): sets passwords and LOGIN of app roles. Password file default $DURABLE_OPS_DATA/postgres/rotator.password. */
   DURABLE_OPS_PG_ROTATOR_USER: z.string().min(1).default('durable_ops_rotator'),
   DURABLE_OPS_PG_ROTATOR_PASSWORD_FILE: z.string().optional(),
+  /** PostgreSQL 15 binaries (pg_basebackup, pg_dump, initdb...), for backups and the instances we create. */
+  DURABLE_OPS_PG_BIN: z.string().min(1).default('/usr/lib/postgresql/15/bin'),
+  /** The project cluster's unix socket folder (postgres.sh exports it; default $DURABLE_OPS_DATA/postgres/run). */
+  DURABLE_OPS_PG_SOCKET_DIR: z.string().optional(),
+  /** The backup store (<store>/<database id>/{physical,logical,wal}); default $DURABLE_OPS_DATA/postgres/backups. */
+  DURABLE_OPS_BACKUP_DIR: z.string().optional(),
+  /** PostgreSQL instances we create (restores, drill copies), one folder each; default $DURABLE_OPS_DATA/postgres/instances. */
+  DURABLE_OPS_PG_INSTANCES_DIR: z.string().optional(),
   /** Seed overrides for runbook defaults (applied by the starters when a field is absent). */
   DURABLE_OPS_RESTART_MAX_ATTEMPTS: int(1, 100).default(seed.RESTART_MAX_ATTEMPTS),
   DURABLE_OPS_RESTART_BACKOFF_MAX_MS: int(0).default(seed.RESTART_BACKOFF_MAX_MS),

@@ -66,7 +66,9 @@ async function main(): Promise<void> {
     bundlePath: config.DURABLE_OPS_WORKFLOW_BUNDLE,
     tracing,
     codec: codecFor(config),
+    ...(config.DURABLE_OPS_FAULT_CRASH_AFTER ? { crashAfter: config.DURABLE_OPS_FAULT_CRASH_AFTER.split(',') } : {}),
   });
+  if (config.DURABLE_OPS_FAULT_CRASH_AFTER) log.warn({ crashAfter: config.DURABLE_OPS_FAULT_CRASH_AFTER }, 'fault injection on: this worker SIGKILLs itself after these activities');
 
   const abort = new AbortController();
   const bridge = withBridge

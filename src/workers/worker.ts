@@ -7,6 +7,7 @@ import { createActivities, type ActivityDeps } from '../activities';
 import { workerTracingOptions, type Tracing } from '../observability/tracing';
 import { codecFor } from '../codec/codec';
 import { loadConfig } from '../config/env';
+import { crashAfterInterceptor } from './fault-injection';
 
 export const workflowsPath = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
 
@@ -28,17 +29,22 @@ export interface CreateWorkerOptions {
   tracing?: Tracing;
   /** Payload encryption (src/codec/codec.ts): the configured codec by default; `false` for plain payloads. */
   codec?: PayloadCodec | false;
+  /** Crash tests only: SIGKILL this process right after these activities complete, before they report. */
+  crashAfter?: string[];
 }
 
 export async function createWorker(opts: CreateWorkerOptions): Promise<Worker> {
   const codec = opts.codec === false ? undefined : (opts.codec ?? codecFor(loadConfig()));
+  const tracingOptions = workerTracingOptions(opts.tracing, !workflowSource(opts.bundlePath).workflowBundle);
+  const crash = opts.crashAfter?.length ? [crashAfterInterceptor(opts.crashAfter)] : [];
   return Worker.create({
     connection: opts.connection,
     namespace: opts.namespace,
     taskQueue: opts.taskQueue,
     activities: opts.activities ?? createActivities(opts.deps),
     ...workflowSource(opts.bundlePath),
-    ...workerTracingOptions(opts.tracing, !workflowSource(opts.bundlePath).workflowBundle),
+    ...tracingOptions,
+    interceptors: { ...tracingOptions.interceptors, activity: [...(tracingOptions.interceptors?.activity ?? []), ...crash] },
     shutdownGraceTime: '10s',
     ...(codec ? { dataConverter: { payloadCodecs: [codec] } } : {}),
   });

@@ -8,13 +8,15 @@ const MAIN = fileURLToPath(new URL('../../src/workers/main.ts', import.meta.url)
 export interface WorkerProcess {
   child: ChildProcess;
   output(): string;
+  /** Resolves when the process has exited (e.g. killed by its own fault injection). */
+  exited: Promise<void>;
   kill(signal?: NodeJS.Signals): Promise<void>;
 }
 
-export async function spawnWorker(taskQueue: string, opts: { bridge?: boolean } = {}): Promise<WorkerProcess> {
+export async function spawnWorker(taskQueue: string, opts: { bridge?: boolean; env?: Record<string, string> } = {}): Promise<WorkerProcess> {
   let output = '';
   const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...(opts.bridge ? [] : ['--no-bridge'])], {
-    env: { ...process.env, DURABLE_OPS_TASK_QUEUE: taskQueue, DURABLE_OPS_LOG_LEVEL: 'info' },
+    env: { ...process.env, DURABLE_OPS_TASK_QUEUE: taskQueue, DURABLE_OPS_LOG_LEVEL: 'info', ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
@@ -27,6 +29,7 @@ export async function spawnWorker(taskQueue: string, opts: { bridge?: boolean } 
   return {
     child,
     output: () => output,
+    exited,
     async kill(signal: NodeJS.Signals = 'SIGTERM') {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       await exited;

@@ -261,3 +261,75 @@ test('docker-secret: a new versioned Swarm secret rolled into the consuming serv
   for await (const chunk of stream) out += (chunk as Buffer).toString('latin1');
   assert.ok(out.includes(password), 'the container reads the current value');
 });
+
+/**
+ * The hardest crash: the worker dies right after an activity's side effect and before Temporal hears
+ * of it (DURABLE_OPS_FAULT_CRASH_AFTER, src/workers/fault-injection.ts). A second worker retries it.
+ */
+async function rotateThroughCrash(input: Record<string, unknown>, crashAfter: string): Promise<{ report: RotationReport; firstOutput: string }> {
+  const encClient = await connectClient();
+  const taskQueue = uniqueName(`rotate-crash-${crashAfter.toLowerCase().slice(0, 12)}`);
+  const first = await spawnWorker(taskQueue, { env: { DURABLE_OPS_FAULT_CRASH_AFTER: crashAfter } });
+  let second: Awaited<ReturnType<typeof spawnWorker>> | undefined;
+  try {
+    const h = await startRunbook(encClient, 'rotateCredential', input, { taskQueue });
+    await Promise.race([first.exited, new Promise((_, reject) => setTimeout(() => reject(new Error(`the worker did not crash after ${crashAfter}:\n${first.output()}`)), 60_000))]);
+    assert.match(first.output(), new RegExp(`fault injection: SIGKILL after ${crashAfter}`));
+    second = await spawnWorker(taskQueue);
+    return { report: (await h.result()) as RotationReport, firstOutput: first.output() };
+  } finally {
+    await first.kill('SIGKILL');
+    await second?.kill();
+    await encClient.connection.close();
+  }
+}
+
+for (const crashAfter of ['createPendingVersion', 'setRolePassword', 'testRoleLogin']) {
+  test(`postgres: worker SIGKILLed right after ${crashAfter} (side effect done, not reported): completes once`, async () => {
+    const app = await newApp();
+    const vaultPath = `durable-ops/it-${app}`;
+    await (await rotate({ credentialId: app, vaultPath, target: { kind: 'postgres-role', app } })).result();
+    const before = await currentCreds(vaultPath);
+    const { report } = await rotateThroughCrash({ credentialId: app, vaultPath, target: { kind: 'postgres-role', app }, gracePeriodMs: 2_000 }, crashAfter);
+    assert.equal(report.phase, 'done');
+    const after = await currentCreds(vaultPath);
+    assert.equal(after.version, before.version + 1, 'one new version, not two');
+    assert.equal(Object.keys((await vault.kvMetadata(vaultPath))!.versions).length, 2, 'no orphan pending version');
+    assert.equal(await whoami(after), `${app}_b`, 'the password set on the role is the one Vault holds as current');
+    assert.equal(await canLogin(`${app}_a`), false, 'the old role revoked once its sessions were gone');
+  });
+}
+
+for (const [i, crashAfter] of ['createSwarmSecret', 'attachSwarmSecret'].entries()) {
+  test(`docker-secret: worker SIGKILLed right after ${crashAfter}: one new secret, the service on it, completes once`, async () => {
+    const name = uniqueName('rot-crash');
+    const secretName = `s${name.slice(-8)}`;
+    const vaultPath = `durable-ops/it-${secretName}`;
+    services.push(name);
+    const image = process.env.DURABLE_OPS_DEMO_IMAGE ?? 'durable-ops/demo-service:latest';
+    await docker.createService({
+      Name: name,
+      TaskTemplate: { ContainerSpec: { Image: image, Env: [`PORT=${18701 + i}`] }, Networks: [{ Target: 'host' }] },
+      Mode: { Replicated: { Replicas: 1 } },
+    });
+    const input = { credentialId: secretName, vaultPath, target: { kind: 'docker-secret', secretName, services: [name], updateDelayMs: 0 } };
+    try {
+      const r1: RotationReport = await (await rotate(input)).result();
+      const { report } = await rotateThroughCrash(input, crashAfter);
+      assert.equal(report.phase, 'done');
+      assert.equal(report.newVersion, r1.newVersion! + 1, 'one new Vault version');
+      const secrets = await docker.listSecrets({ filters: { label: [`durable-ops.secret=${secretName}`] } });
+      assert.deepEqual(secrets.map((s) => s.Spec?.Name), [`${secretName}_v${report.newVersion}`], 'exactly one secret left: the new one');
+      const spec = await docker.getService(name).inspect();
+      const refs = (spec.Spec.TaskTemplate as { ContainerSpec: { Secrets?: Array<{ SecretName: string }> } }).ContainerSpec.Secrets ?? [];
+      assert.deepEqual(refs.map((r) => r.SecretName), [`${secretName}_v${report.newVersion}`]);
+      // One task per spec change: created, attached v1, moved to v2. A repeated update would not add a
+      // task (same spec), but a second secret or a rollback-and-redo would; count them all the same.
+      const tasks = await docker.listTasks({ filters: { service: [name] } });
+      assert.equal(tasks.length, 3, `one task per rollout (tasks: ${tasks.length})`);
+    } finally {
+      // Its host port is free for the next test at once.
+      await docker.getService(name).remove().catch(() => undefined);
+    }
+  });
+}
