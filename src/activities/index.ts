@@ -14,8 +14,15 @@ import { BreakerRegistry } from './breaker';
 import { createCredentialActivities, type KvStore, type PgTarget } from './credentials';
 import { createSwarmActivities } from './swarm';
 import { createDockerActivities } from './docker';
+import { createDrillActivities } from './drill';
+import { createBackupActivities } from './backup';
+import { createPgInstanceActivities } from './pg-instances';
 import { createHealthActivities } from './health';
 import { createMetricsActivities } from './metrics';
+import { createHaproxyActivities } from './haproxy';
+import { createNginxActivities } from './nginx';
+import { createReplicaActivities } from './replicas';
+import { createResourceActivities } from './resources';
 
 export interface ActivityDeps {
   docker: Docker;
@@ -65,7 +72,15 @@ export function createActivities(deps: ActivityDeps) {
   return {
     ...createDockerActivities({ docker: deps.docker, log: deps.log, breakers }),
     ...createHealthActivities({ docker: deps.docker, fetch: deps.fetch }),
+    ...createDrillActivities({ docker: deps.docker, log: deps.log, env: deps.env }),
+    ...createPgInstanceActivities({ log: deps.log, env: deps.env }),
+    ...createBackupActivities({ log: deps.log, env: deps.env, docker: deps.docker }),
     ...createMetricsActivities({ log: deps.log }),
+    // Horizontal scaling: replicas (Docker/Swarm) and the load balancers (folder from DURABLE_OPS_LB_DIR).
+    ...createReplicaActivities({ docker: deps.docker, log: deps.log, breakers, ...(deps.fetch ? { fetch: deps.fetch } : {}) }),
+    ...createHaproxyActivities({ lbDir: () => (deps.env ?? process.env).DURABLE_OPS_LB_DIR || undefined, log: deps.log }),
+    ...createNginxActivities({ lbDir: () => (deps.env ?? process.env).DURABLE_OPS_LB_DIR || undefined, log: deps.log }),
+    ...createResourceActivities({ docker: deps.docker, log: deps.log, fetch: deps.fetch }),
     ...createCredentialActivities({ kv: deps.kv ?? noVault, ...(deps.pg ? { pg: deps.pg } : {}), log: deps.log }),
     ...createSwarmActivities({
       docker: deps.docker,

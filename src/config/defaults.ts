@@ -41,12 +41,66 @@ export const HEALTHCHECK_START_PERIOD_MS = 40 * SECOND;
 /** Alert thresholds. */
 export const ALERT_HIGH_CPU_PERCENT = 80;
 export const ALERT_HIGH_CPU_FOR_MS = 5 * MINUTE;
+
+/** Vertical scaling (resizeService): sampling window, headroom over the observed peak, bounds, reservations. */
+export const RESIZE_SAMPLE_WINDOW_MS = 60 * SECOND;
+export const RESIZE_SAMPLE_INTERVAL_MS = 2 * SECOND;
+export const RESIZE_HEADROOM_PERCENT = 30;
+/** Reservations are this fraction of the limits. */
+export const RESIZE_RESERVATION_FRACTION = 0.5;
+export const RESIZE_CPU_MIN = 0.1;
+export const RESIZE_CPU_MAX = 4;
+/** Docker refuses memory limits under 6 MB. */
+export const RESIZE_MEMORY_MB_MIN = 32;
+export const RESIZE_MEMORY_MB_MAX = 4_096;
+/** After applying, the service must stay healthy this long (a too-tight limit shows up under load). */
+export const RESIZE_VERIFY_STABLE_MS = 30 * SECOND;
+
+/** Autoscaler (autoscaleService), after the Kubernetes HPA: sync period, tolerance, stabilization windows. */
+export const AUTOSCALE_INTERVAL_MS = 15 * SECOND;
+export const AUTOSCALE_SAMPLE_WINDOW_MS = 5 * SECOND;
+export const AUTOSCALE_TARGET_CPU_PERCENT = 60;
+export const AUTOSCALE_TOLERANCE = 0.1;
+export const AUTOSCALE_UP_STABILIZATION_MS = 0;
+export const AUTOSCALE_DOWN_STABILIZATION_MS = 5 * MINUTE;
+export const AUTOSCALE_COOLDOWN_MS = 60 * SECOND;
+export const AUTOSCALE_MIN_REPLICAS = 1;
+export const AUTOSCALE_MAX_REPLICAS = 10;
 export const ALERT_SERVICE_DOWN_FOR_MS = 30 * SECOND;
 export const ALERT_SEVERITIES = ['warning', 'critical'] as const;
 
 /** Recovery targets. */
 export const RTO_TARGET_MS = 15 * MINUTE;
 export const RPO_TARGET_MS = 5 * MINUTE;
+
+/**
+ * Backups (issue #6). WAL is archived at least every WAL_ARCHIVE_TIMEOUT_S (postgres.sh's
+ * archive_timeout), which bounds the RPO well below RPO_TARGET_MS; base backups hourly, dumps
+ * daily, verification every 15 min. Retention keeps the newest N backups of each kind (and the
+ * WAL the oldest kept base backup needs).
+ */
+export const WAL_ARCHIVE_TIMEOUT_S = 60;
+export const BACKUP_PHYSICAL_EVERY_MS = 60 * MINUTE;
+export const BACKUP_LOGICAL_EVERY_MS = DAY;
+export const BACKUP_VERIFY_EVERY_MS = 15 * MINUTE;
+export const BACKUP_KEEP_PHYSICAL = 24;
+export const BACKUP_KEEP_LOGICAL = 7;
+/** verifyBackups: a warning once the data at risk is older than this share of the RPO target, critical past it. */
+export const BACKUP_RPO_WARNING_RATIO = 0.8;
+/** Retention removes a backup folder without a manifest (an abandoned attempt) only once it is this old. */
+export const BACKUP_INCOMPLETE_GRACE_MS = 60 * MINUTE;
+/** Instances we create (restores, drill copies) take a free 127.0.0.1 port in this range. */
+export const PG_INSTANCE_PORT_MIN = 18800;
+export const PG_INSTANCE_PORT_MAX = 18899;
+/** How long a restored instance may take to replay WAL and promote, and a created one to start. */
+export const PG_RESTORE_TIMEOUT_MS = RTO_TARGET_MS;
+export const PG_START_TIMEOUT_MS = 2 * MINUTE;
+
+/** Recovery drills: heartbeat writer period (makes the RPO observable), seeded rows, weekly schedule. */
+export const DRILL_HEARTBEAT_INTERVAL_MS = 200;
+export const DRILL_SEED_ROWS = 1_000;
+export const DRILL_STOP_TIMEOUT_SEC = 5;
+export const DRILL_SCHEDULE_EVERY = '7 days';
 
 /** Service KPIs. */
 export const KPI_P95_LATENCY_MS = 200;
@@ -58,3 +112,16 @@ export const DEFAULT_NAMESPACE = 'default';
 
 /** Plan -> approval -> apply: how long a plan waits for an operator's decision. */
 export const APPROVAL_TIMEOUT_MS = 60 * MINUTE;
+
+/** Horizontal scaling (scaleService): the seed's update_config (parallelism 1, delay 10 s), bounds and timeouts. */
+export const SCALE_MAX_REPLICAS = 20;
+export const SCALE_STEP = SWARM_UPDATE_PARALLELISM;
+export const SCALE_STEP_DELAY_MS = SWARM_UPDATE_DELAY_MS;
+/** A new replica must be healthy (Docker + HTTP probe + HAProxy UP) within this long. */
+export const SCALE_HEALTH_TIMEOUT_MS = HEALTHCHECK_START_PERIOD_MS + HEALTHCHECK_RETRIES * HEALTHCHECK_INTERVAL_MS;
+/** A drained replica's sessions must reach 0 within this long (then: alert, and force or roll back). */
+export const SCALE_DRAIN_TIMEOUT_MS = 30 * SECOND;
+/** Load balancing: HAProxy `balance roundrobin` + `option httpchk GET /health`; Nginx `least_conn`, weight per replica. */
+export const LB_SERVER_WEIGHT = 1;
+export const LB_CHECK_INTER_MS = 2 * SECOND;
+export const LB_HEALTH_PATH = '/health';

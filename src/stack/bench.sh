@@ -33,3 +33,7 @@ npx tsx bench/alert-path.ts
 
 # Credential rotation under a continuously querying consumer, next to the raw steps.
 npx tsx bench/rotation.ts
+
+# Horizontal scaling 1 -> 5 -> 1 under load through HAProxy: scaleService (health-gated, drained)
+# next to plain `docker service scale`. Runs its own HAProxy (127.0.0.1:19250-19259) and worker.
+npx tsx bench/scale.ts

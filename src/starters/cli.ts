@@ -15,6 +15,7 @@ import { loadConfig } from '../config/env';
 import { CLI_SERVICE_NAME, createTracing } from '../observability/tracing';
 import { connectClient } from '../workers/clients';
 import { InvalidInputError, isRunbook, RUNBOOKS, startRunbook, type RunbookName } from './runbooks';
+import { rerunDrill } from './rerun-drill';
 
 const SIGNALS = ['resume', 'pause', 'stop'] as const;
 
@@ -106,6 +107,42 @@ program
   );
 
 program
+  .command('scale')
+  .description('scale a service horizontally behind HAProxy/Nginx (scaleService); --approval required waits for approve/reject')
+  .argument('<service>', 'Swarm service, or the prefix of containers <service>-<n>')
+  .argument('<replicas>', 'target number of replicas', (v) => Number(v))
+  .requiredOption('--base-port <port>', 'replica n listens on 127.0.0.1:<base-port + n>', (v) => Number(v))
+  .option('--mode <mode>', 'swarm | containers', 'swarm')
+  .option('--backend <name>', 'HAProxy backend / Nginx upstream (default: the service)')
+  .option('--approval <mode>', 'none | required')
+  .option('--dry-run', 'print the plan, change nothing')
+  .option('--wait', 'wait for the result and print it')
+  .action(async (service: string, replicas: number, opts: { basePort: number; mode: string; backend?: string; approval?: string; dryRun?: boolean; wait?: boolean }) =>
+    start('scaleService', { service, replicas, basePort: opts.basePort, mode: opts.mode, ...(opts.backend ? { backend: opts.backend } : {}), ...(opts.approval ? { approval: opts.approval } : {}), ...(opts.dryRun ? { dryRun: true } : {}) }, { wait: opts.wait || opts.dryRun }),
+  );
+
+program
+  .command('plan')
+  .description('show the plan of a capacity runbook (plan query): steps, expected duration, approval state')
+  .argument('<workflowId>')
+  .action(async (workflowId: string) => withClient(async (client) => print(await client.workflow.getHandle(workflowId).query('plan'))));
+
+for (const verdict of ['approve', 'reject'] as const) {
+  program
+    .command(verdict)
+    .description(`${verdict} a plan waiting for approval (the ${verdict} update; who and why are required)`)
+    .argument('<workflowId>')
+    .requiredOption('--reason <text>', 'why (at least 3 characters)')
+    .option('--by <who>', 'operator name', process.env.USER ?? 'operator')
+    .action(async (workflowId: string, opts: { by: string; reason: string }) =>
+      withClient(async (client) => {
+        print(await client.workflow.getHandle(workflowId).executeUpdate(verdict, { args: [{ by: opts.by, reason: opts.reason }] }));
+        process.stderr.write(`${verdict === 'approve' ? 'approved' : 'rejected'} ${workflowId}\n`);
+      }),
+    );
+}
+
+program
   .command('status')
   .description('query a runbook for its status')
   .argument('<workflowId>')
@@ -126,6 +163,20 @@ program
   .description('wait for a runbook to finish and print its result')
   .argument('<workflowId>')
   .action(async (workflowId: string) => withClient(async (client) => print(await client.workflow.getHandle(workflowId).result())));
+
+program
+  .command('rerun-drill')
+  .description('re-run a past drill or recovery (restartService, superviseService) as a new drill; print both reports side by side')
+  .argument('<workflowId>')
+  .option('--health-url <url>', 'health endpoint (for a past restart without one)')
+  .option('--demo-port <port>', 'rehearse on a throwaway demo container on this 127.0.0.1 port', (v) => Number(v))
+  .action(async (workflowId: string, opts: { healthUrl?: string; demoPort?: number }) =>
+    withClient(async (client, taskQueue) => {
+      const r = await rerunDrill(client, workflowId, { taskQueue, ...opts });
+      process.stdout.write(`${r.table}\n`);
+      if (r.rerun.verdict !== 'pass') process.exitCode = 1;
+    }),
+  );
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof InvalidInputError) {

@@ -7,8 +7,14 @@ import { z } from 'zod';
 import { loadConfig, type Config } from '../config/env';
 import { RUNBOOK_ATTR, SERVICE_ATTR } from '../config/search-attributes';
 import { describeIssues } from '../schemas/common';
+import { backupDatabaseInputSchema, restoreDatabaseInputSchema, verifyBackupsInputSchema } from '../schemas/database';
+import { recoveryDrillInputSchema, drillSubject } from '../schemas/recovery-drill';
 import { restartServiceInputSchema } from '../schemas/restart-service';
+import { resizeServiceInputSchema } from '../schemas/resize-service';
+import { autoscaleServiceInputSchema } from '../schemas/autoscale-service';
 import { rotateCredentialInputSchema } from '../schemas/rotate-credential';
+import { scaleServiceInputSchema } from '../schemas/scale-service';
+import { startDatabaseInputSchema } from '../schemas/start-database';
 import { superviseServiceInputSchema } from '../schemas/supervise-service';
 
 interface RunbookSpec<S extends z.ZodType> {
@@ -43,6 +49,62 @@ export const RUNBOOKS = {
     workflowId: (i, at) => `rotate/${i.credentialId}/${at.toISOString().replace(/[:.]/g, '-')}`,
     summary: (i) => `rotate ${i.credentialId} (${i.target.kind})${i.dryRun ? ': dry run' : ''}`,
     entity: false,
+  }),
+  backupDatabase: spec({
+    schema: backupDatabaseInputSchema,
+    service: (i) => `postgres/${i.database.id}`,
+    workflowId: (i, at) => `backup/${i.database.id}/${i.kind}/${at.toISOString().replace(/[:.]/g, '-')}`,
+    summary: (i) => `${i.kind} backup of ${i.database.id}`,
+    entity: false,
+  }),
+  restoreDatabase: spec({
+    schema: restoreDatabaseInputSchema,
+    service: (i) => `postgres/${i.source.id}`,
+    workflowId: (i) => `restore/${i.source.id}/${i.instanceId}`,
+    summary: (i) => `restore ${i.source.id} (${i.kind}${i.kind === 'physical' ? `, ${i.pointInTime}` : ''}) into ${i.instanceId}`,
+    entity: false,
+  }),
+  verifyBackups: spec({
+    schema: verifyBackupsInputSchema,
+    service: (i) => `postgres/${i.database.id}`,
+    workflowId: (i, at) => `verify-backups/${i.database.id}/${at.toISOString().replace(/[:.]/g, '-')}`,
+    summary: (i) => `verify the backups of ${i.database.id} (RPO ${Math.round(i.rpoMs / 1000)} s)`,
+    entity: false,
+  }),
+  scaleService: spec({
+    schema: scaleServiceInputSchema,
+    service: (i) => i.service,
+    workflowId: (i, at) => `scale/${i.service}/${at.toISOString().replace(/[:.]/g, '-')}`,
+    summary: (i) => `scale ${i.service} to ${i.replicas} (${i.mode})${i.dryRun ? ': dry run' : i.approval === 'required' ? ': approval required' : ''}`,
+    entity: false,
+  }),
+  recoveryDrill: spec({
+    schema: recoveryDrillInputSchema,
+    service: (i) => drillSubject(i),
+    workflowId: (i, at) => `drill/${i.scenario}/${at.toISOString().replace(/[:.]/g, '-')}`,
+    summary: (i) => `recovery drill ${i.scenario} on ${drillSubject(i)}${i.note ? `: ${i.note}` : ''}`,
+    entity: false,
+  }),
+  startDatabase: spec({
+    schema: startDatabaseInputSchema,
+    service: (i) => i.instanceId,
+    workflowId: (i, at) => `start-db/${i.instanceId}/${at.toISOString().replace(/[:.]/g, '-')}`,
+    summary: (i) => `start database instance ${i.instanceId}`,
+    entity: false,
+  }),
+  resizeService: spec({
+    schema: resizeServiceInputSchema,
+    service: (i) => i.service,
+    workflowId: (i, at) => `resize/${i.service}/${at.toISOString().replace(/[:.]/g, '-')}`,
+    summary: (i) => `resize ${i.service} (${i.mode})${i.limits ? `: cpu ${i.limits.cpu ?? 'rec'}, memory ${i.limits.memoryMb ?? 'rec'} MiB` : ''}${i.dryRun ? ': dry run' : ''}`,
+    entity: false,
+  }),
+  autoscaleService: spec({
+    schema: autoscaleServiceInputSchema,
+    service: (i) => i.service,
+    workflowId: (i) => `autoscale/${i.service}`,
+    summary: (i) => `autoscale ${i.service}: ${i.minReplicas}..${i.maxReplicas} replicas, cpu target ${i.targetCpuPercent}%`,
+    entity: true,
   }),
 };
 

@@ -14,6 +14,10 @@ import { loadConfig } from '../config/env';
 import { RUNBOOK_ATTR, SERVICE_ATTR } from '../config/search-attributes';
 import { describeIssues } from '../schemas/common';
 import { rotateCredentialInputSchema, type RotateCredentialParams } from '../schemas/rotate-credential';
+import * as seed from '../config/defaults';
+import { backupDatabaseInputSchema, databaseRefSchema, verifyBackupsInputSchema, type BackupKind, type DatabaseRef } from '../schemas/database';
+import { DRILL_SCHEDULE_EVERY } from '../config/defaults';
+import { drillSubject, recoveryDrillInputSchema, type RecoveryDrillParams } from '../schemas/recovery-drill';
 import { connectClient } from '../workers/clients';
 
 export const DEFAULT_ROTATIONS_FILE = fileURLToPath(new URL('../../config/rotations.json', import.meta.url));
@@ -80,6 +84,155 @@ export async function installSchedules(client: Client, rotations: RotateCredenti
   return done;
 }
 
+/** Recovery drills (config/drills.json, or DURABLE_OPS_DRILLS_CONFIG): a recoveryDrill every `every` (seed: weekly). */
+export const DEFAULT_DRILLS_FILE = fileURLToPath(new URL('../../config/drills.json', import.meta.url));
+export const drillScheduleId = (id: string) => `drill/${id}`;
+
+export interface DrillSchedule {
+  id: string;
+  every: string;
+  input: RecoveryDrillParams;
+}
+
+const drillsFileSchema = z.strictObject({
+  $comment: z.string().optional(),
+  drills: z.array(z.strictObject({ id: z.string().regex(/^[a-z0-9][a-z0-9-]{0,60}$/, 'must be a lower-case slug'), every: z.string().regex(/^\d+ (minutes|hours|days)$/, 'must be "<n> minutes|hours|days"').default(DRILL_SCHEDULE_EVERY), input: z.unknown() })),
+});
+
+/** Read and validate the drills file; every input is a recoveryDrill input. */
+export function loadDrills(file: string): DrillSchedule[] {
+  const raw = drillsFileSchema.parse(JSON.parse(readFileSync(file, 'utf8')));
+  const problems: string[] = [];
+  const parsed = raw.drills.flatMap((d, i) => {
+    const p = recoveryDrillInputSchema.safeParse(d.input);
+    if (!p.success) {
+      problems.push(...describeIssues(p.error).map((e) => `drills.${i}.input.${e}`));
+      return [];
+    }
+    return [{ id: d.id, every: d.every, input: p.data }];
+  });
+  if (problems.length > 0) throw new Error(`invalid ${file}:\n  ${problems.join('\n  ')}`);
+  return parsed;
+}
+
+export function drillScheduleOptions(d: DrillSchedule, taskQueue: string): ScheduleOptions {
+  return {
+    scheduleId: drillScheduleId(d.id),
+    spec: { intervals: [{ every: d.every as `${number} days` }] },
+    action: {
+      type: 'startWorkflow',
+      workflowType: 'recoveryDrill',
+      workflowId: `drill/${d.id}/scheduled`,
+      taskQueue,
+      args: [d.input],
+      typedSearchAttributes: [
+        { key: SERVICE_ATTR, value: drillSubject(d.input) },
+        { key: RUNBOOK_ATTR, value: 'recoveryDrill' },
+      ],
+      staticSummary: `scheduled recovery drill ${d.input.scenario} on ${drillSubject(d.input)}`,
+    },
+    policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: ROTATION_CATCHUP_WINDOW, pauseOnFailure: false },
+    state: { note: `recovery drill ${d.input.scenario} every ${d.every} (managed by npm run schedules)` },
+  };
+}
+
+/** Create each drill schedule, or update it to the configured one. */
+export async function installDrillSchedules(client: Client, drills: DrillSchedule[], taskQueue: string): Promise<Record<string, 'created' | 'updated'>> {
+  const done: Record<string, 'created' | 'updated'> = {};
+  for (const d of drills) {
+    const opts = drillScheduleOptions(d, taskQueue);
+    try {
+      await client.schedule.create(opts);
+      done[opts.scheduleId] = 'created';
+    } catch (err) {
+      if (!(err instanceof ScheduleAlreadyRunning)) throw err;
+      await client.schedule.getHandle(opts.scheduleId).update((prev) => ({ ...prev, spec: opts.spec, action: opts.action, policies: opts.policies }));
+      done[opts.scheduleId] = 'updated';
+    }
+  }
+  return done;
+}
+
+/**
+ * Backups (config/backups.json, or DURABLE_OPS_BACKUPS_CONFIG): per database, a physical
+ * backupDatabase every hour, a logical one daily, verifyBackups every 15 min (seed constants).
+ * No pause on failure: a failed backup must not stop the next one (verifyBackups alerts instead).
+ */
+export const DEFAULT_BACKUPS_FILE = fileURLToPath(new URL('../../config/backups.json', import.meta.url));
+export const backupScheduleId = (databaseId: string, what: BackupKind | 'verify') => (what === 'verify' ? `verify-backups/${databaseId}` : `backup/${databaseId}/${what}`);
+
+export interface BackupSchedule {
+  database: DatabaseRef;
+  keepPhysical: number;
+  keepLogical: number;
+  rpoMs: number;
+}
+
+const backupsFileSchema = z.strictObject({
+  $comment: z.string().optional(),
+  databases: z.array(
+    z.strictObject({
+      database: databaseRefSchema,
+      keepPhysical: z.number().int().min(1).default(seed.BACKUP_KEEP_PHYSICAL),
+      keepLogical: z.number().int().min(1).default(seed.BACKUP_KEEP_LOGICAL),
+      rpoMs: z.number().int().min(1_000).default(seed.RPO_TARGET_MS),
+    }),
+  ),
+});
+
+/** Read and validate the backups file (each entry's inputs through the runbooks' own schemas). */
+export function loadBackups(file: string): BackupSchedule[] {
+  const parsed = backupsFileSchema.safeParse(JSON.parse(readFileSync(file, 'utf8')));
+  if (!parsed.success) throw new Error(`invalid ${file}:\n  ${describeIssues(parsed.error).join('\n  ')}`);
+  const ids = parsed.data.databases.map((d) => d.database.id);
+  const dup = ids.find((id, i) => ids.indexOf(id) !== i);
+  if (dup) throw new Error(`invalid ${file}: databases: "${dup}" appears twice`);
+  return parsed.data.databases;
+}
+
+export function backupScheduleOptions(b: BackupSchedule, taskQueue: string): ScheduleOptions[] {
+  const id = b.database.id;
+  const one = (what: BackupKind | 'verify', everyMs: number, workflowType: string, input: unknown, summary: string): ScheduleOptions => ({
+    scheduleId: backupScheduleId(id, what),
+    spec: { intervals: [{ every: everyMs }] },
+    action: {
+      type: 'startWorkflow',
+      workflowType,
+      workflowId: `${backupScheduleId(id, what)}/scheduled`,
+      taskQueue,
+      args: [input],
+      typedSearchAttributes: [
+        { key: SERVICE_ATTR, value: `postgres/${id}` },
+        { key: RUNBOOK_ATTR, value: workflowType },
+      ],
+      staticSummary: summary,
+    },
+    policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: ROTATION_CATCHUP_WINDOW, pauseOnFailure: false },
+    state: { note: `${summary} every ${Math.round(everyMs / 60_000)} min (managed by npm run schedules)` },
+  });
+  return [
+    one('physical', seed.BACKUP_PHYSICAL_EVERY_MS, 'backupDatabase', backupDatabaseInputSchema.parse({ database: b.database, kind: 'physical', keep: b.keepPhysical }), `scheduled physical backup of ${id}`),
+    one('logical', seed.BACKUP_LOGICAL_EVERY_MS, 'backupDatabase', backupDatabaseInputSchema.parse({ database: b.database, kind: 'logical', keep: b.keepLogical }), `scheduled logical backup of ${id}`),
+    one('verify', seed.BACKUP_VERIFY_EVERY_MS, 'verifyBackups', verifyBackupsInputSchema.parse({ database: b.database, rpoMs: b.rpoMs }), `scheduled verification of the backups of ${id}`),
+  ];
+}
+
+/** Create each backup schedule, or update it to the configured one. */
+export async function installBackupSchedules(client: Client, backups: BackupSchedule[], taskQueue: string): Promise<Record<string, 'created' | 'updated'>> {
+  const done: Record<string, 'created' | 'updated'> = {};
+  for (const opts of backups.flatMap((b) => backupScheduleOptions(b, taskQueue))) {
+    try {
+      await client.schedule.create(opts);
+      done[opts.scheduleId] = 'created';
+    } catch (err) {
+      if (!(err instanceof ScheduleAlreadyRunning)) throw err;
+      await client.schedule.getHandle(opts.scheduleId).update((prev) => ({ ...prev, spec: opts.spec, action: opts.action, policies: opts.policies }));
+      done[opts.scheduleId] = 'updated';
+    }
+  }
+  return done;
+}
+
 async function main(): Promise<void> {
   const program = new Command()
     .name('schedules')
@@ -93,6 +246,10 @@ async function main(): Promise<void> {
     const rotations = loadRotations(opts.config);
     const done = await installSchedules(client, rotations, config.DURABLE_OPS_TASK_QUEUE);
     for (const [id, what] of Object.entries(done)) process.stdout.write(`${what} schedule ${id}\n`);
+    const drills = await installDrillSchedules(client, loadDrills(process.env.DURABLE_OPS_DRILLS_CONFIG ?? DEFAULT_DRILLS_FILE), config.DURABLE_OPS_TASK_QUEUE);
+    for (const [id, what] of Object.entries(drills)) process.stdout.write(`${what} schedule ${id}\n`);
+    const backups = await installBackupSchedules(client, loadBackups(process.env.DURABLE_OPS_BACKUPS_CONFIG ?? DEFAULT_BACKUPS_FILE), config.DURABLE_OPS_TASK_QUEUE);
+    for (const [id, what] of Object.entries(backups)) process.stdout.write(`${what} schedule ${id}\n`);
     if (opts.trigger) {
       await client.schedule.getHandle(rotationScheduleId(opts.trigger)).trigger(ScheduleOverlapPolicy.SKIP);
       process.stdout.write(`triggered ${rotationScheduleId(opts.trigger)}\n`);

@@ -4,6 +4,10 @@
 #              refuses root), unix socket in $DATA/postgres/run
 #   listens    127.0.0.1:${DURABLE_OPS_PG_PORT:-5433} only; scram-sha-256 for TCP and the socket
 #   admin      superuser durable_ops_admin, password in $DATA/postgres/admin.password (0600)
+#   backups    the backup store $DURABLE_OPS_BACKUP_DIR (default $PG_CLUSTER_DIR/backups, owned by
+#              postgres): WAL archived continuously into <store>/main/wal/ (archive_command,
+#              archive_timeout bounds the RPO), base backups and dumps by the backupDatabase runbook;
+#              instances we create (restores, drill copies) live in $DURABLE_OPS_PG_INSTANCES_DIR
 #   database   app; login roles app_a, app_b (the two alternating credentials, passwords set by
 #              Vault's database engine) in the group role app_rw (CONNECT on app, CRUD on the
 #              tables of schema public); vault_admin (LOGIN CREATEROLE, no superuser) is the
@@ -29,12 +33,26 @@ PG_SOCKET_DIR="$PG_CLUSTER_DIR/run"
 PG_ADMIN_USER="durable_ops_admin"
 PG_ADMIN_PASSWORD_FILE="$PG_DIR/admin.password"
 PG_ROTATOR_PASSWORD_FILE="$PG_DIR/rotator.password"
+# The backup store and the instances we create: where postgres can write (next to the cluster).
+PG_BACKUP_DIR="${DURABLE_OPS_BACKUP_DIR:-$PG_CLUSTER_DIR/backups}"
+PG_INSTANCES_DIR="${DURABLE_OPS_PG_INSTANCES_DIR:-$PG_CLUSTER_DIR/instances}"
+PG_WAL_ARCHIVE="$PG_BACKUP_DIR/main/wal"
+# A WAL segment is archived at the latest this long after a write (seconds): it bounds the RPO
+# (seed: 5 min) for the data not yet in a base backup. Same value as WAL_ARCHIVE_TIMEOUT_S in
+# src/config/defaults.ts.
+PG_ARCHIVE_TIMEOUT_S=60
+# pg_basebackup takes one WAL sender (two with -X stream); drills and benches may run a few at once.
+PG_MAX_WAL_SENDERS=10
 export DURABLE_OPS_PG_HOST="127.0.0.1"
 export DURABLE_OPS_PG_PORT="$PG_PORT"
 export DURABLE_OPS_PG_DATABASE="app"
 export DURABLE_OPS_PG_ADMIN_USER="$PG_ADMIN_USER"
 export DURABLE_OPS_PG_ADMIN_PASSWORD_FILE="$PG_ADMIN_PASSWORD_FILE"
 export DURABLE_OPS_PG_ROTATOR_PASSWORD_FILE="$PG_ROTATOR_PASSWORD_FILE"
+export DURABLE_OPS_PG_BIN="$PG_BIN"
+export DURABLE_OPS_PG_SOCKET_DIR="$PG_SOCKET_DIR"
+export DURABLE_OPS_BACKUP_DIR="$PG_BACKUP_DIR"
+export DURABLE_OPS_PG_INSTANCES_DIR="$PG_INSTANCES_DIR"
 # SIGTERM is a "smart" shutdown that waits for every client to disconnect; SIGINT is the clean
 # fast shutdown (read by stop_recorded).
 STOP_SIGNAL[postgres]=INT
@@ -53,6 +71,25 @@ pg_psql() {
 }
 
 pg_ready() { "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; }
+
+# archive_command for a WAL archive folder (the same shape as src/activities/pg-instances.ts): never
+# overwrite (an already archived identical segment counts as done, so a retry after a crash
+# succeeds; a different one fails loudly), copy to a temp name, flush it, then rename.
+pg_archive_command() {
+  local d="$1"
+  printf '%s' "d=$d; if [ -f \"\$d/%f\" ]; then cmp -s \"%p\" \"\$d/%f\"; else cp \"%p\" \"\$d/.%f.tmp\" && sync \"\$d/.%f.tmp\" && mv \"\$d/.%f.tmp\" \"\$d/%f\"; fi"
+}
+
+# The backup store and the instances folder, writable by the cluster's OS user.
+pg_ensure_store() {
+  mkdir -p "$PG_WAL_ARCHIVE" "$PG_INSTANCES_DIR"
+  if [ "$(id -u)" -eq 0 ]; then
+    chown postgres:postgres "$PG_BACKUP_DIR" "$PG_BACKUP_DIR/main" "$PG_WAL_ARCHIVE" "$PG_INSTANCES_DIR"
+    setpriv --reuid=postgres --regid=postgres --init-groups -- test -w "$PG_WAL_ARCHIVE" ||
+      die "the postgres user cannot write to $PG_WAL_ARCHIVE (a parent folder is not traversable)"
+  fi
+  chmod 0750 "$PG_BACKUP_DIR" "$PG_INSTANCES_DIR"
+}
 
 pg_init_cluster() {
   [ -f "$PG_DATA/PG_VERSION" ] && return 0
@@ -91,8 +128,10 @@ port = $PG_PORT
 unix_socket_directories = '$PG_SOCKET_DIR'
 password_encryption = 'scram-sha-256'
 wal_level = replica
-max_wal_senders = 3
-archive_mode = off
+max_wal_senders = $PG_MAX_WAL_SENDERS
+archive_mode = on
+archive_command = '$(pg_archive_command "$PG_WAL_ARCHIVE")'
+archive_timeout = $PG_ARCHIVE_TIMEOUT_S
 logging_collector = off
 log_connections = on
 EOF
@@ -104,14 +143,47 @@ host    all          all   127.0.0.1/32   scram-sha-256
 host    replication  all   127.0.0.1/32   scram-sha-256
 EOF
   local f
+  PG_CONFIG_CHANGED=0
   for f in durable-ops.conf pg_hba.conf; do
     local src="$conf"; [ "$f" = pg_hba.conf ] && src="$hba"
     if ! cmp -s "$src" "$PG_DATA/$f"; then
       install -m 0600 "$src" "$PG_DATA/$f"
       [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$PG_DATA/$f"
+      PG_CONFIG_CHANGED=1
     fi
   done
   rm -f "$conf" "$hba"
+}
+
+pg_start_postmaster() {
+  say "starting PostgreSQL on 127.0.0.1:$PG_PORT (data $PG_DATA)"
+  local cmd=("$PG_BIN/postgres" -D "$PG_DATA")
+  if [ "$(id -u)" -eq 0 ]; then
+    start_bg postgres setpriv --reuid=postgres --regid=postgres --init-groups -- "${cmd[@]}"
+    pg_record_postmaster "${cmd[@]}"
+  else
+    start_bg postgres "${cmd[@]}"
+  fi
+  wait_for 60 "PostgreSQL" pg_ready
+}
+
+# A running cluster whose config file changed: reload, and restart (only the postmaster we
+# recorded) when a changed setting needs it (archive_mode, wal_level...). No change, no restart.
+pg_apply_config() {
+  [ "$PG_CONFIG_CHANGED" = 1 ] || return 0
+  pg_psql postgres -c 'SELECT pg_reload_conf()' >/dev/null || die "PostgreSQL: reload failed"
+  sleep 0.5
+  local pending
+  pending="$(pg_psql postgres -At -c 'SELECT count(*) FROM pg_settings WHERE pending_restart')" || die "PostgreSQL: cannot read pg_settings"
+  [ "$pending" = 0 ] && return 0
+  if recorded_alive postgres; then
+    say "PostgreSQL: restarting to apply $(pg_psql postgres -At -c "SELECT string_agg(name, ', ') FROM pg_settings WHERE pending_restart")"
+    stop_recorded postgres
+    wait_for 60 "PostgreSQL to stop" bash -c "! (exec 3<>/dev/tcp/127.0.0.1/$PG_PORT) 2>/dev/null"
+    pg_start_postmaster
+  else
+    say "warning: PostgreSQL on $PG_PORT was not started by durable-ops; restart it to apply the new settings"
+  fi
 }
 
 # Roles, database and grants; idempotent (runs at every ensure_postgres).
@@ -158,19 +230,17 @@ pg_record_postmaster() {
 
 ensure_postgres() {
   if port_open "$PG_PORT"; then
-    [ -s "$PG_ADMIN_PASSWORD_FILE" ] && [ -f "$PG_DATA/PG_VERSION" ] && pg_setup
+    if [ -s "$PG_ADMIN_PASSWORD_FILE" ] && [ -f "$PG_DATA/PG_VERSION" ]; then
+      pg_ensure_store
+      pg_write_config
+      pg_apply_config
+      pg_setup
+    fi
     return 0
   fi
   pg_init_cluster
+  pg_ensure_store
   pg_write_config
-  say "starting PostgreSQL on 127.0.0.1:$PG_PORT (data $PG_DATA)"
-  local cmd=("$PG_BIN/postgres" -D "$PG_DATA")
-  if [ "$(id -u)" -eq 0 ]; then
-    start_bg postgres setpriv --reuid=postgres --regid=postgres --init-groups -- "${cmd[@]}"
-    pg_record_postmaster "${cmd[@]}"
-  else
-    start_bg postgres "${cmd[@]}"
-  fi
-  wait_for 60 "PostgreSQL" pg_ready
+  pg_start_postmaster
   pg_setup
 }

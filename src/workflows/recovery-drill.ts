@@ -1,0 +1,377 @@
+/**
+ * recoveryDrill: one Chaos-Toolkit-shaped drill on the real stack, with a report at the end.
+ *
+ *   steady-state hypothesis (probes) -> fault (from the catalogue) -> recovery (the matching
+ *   runbook as a child workflow) -> verify (steady state again + row counts and checksums of the
+ *   declared tables against the source at the restore point) -> report (result + files).
+ *
+ * Rollbacks (stop the heartbeat writer, restore the routing, drop the drill copies, remove the
+ * drill's containers and backups) ALWAYS run, in reverse order of registration, even when the
+ * drill fails or is cancelled. RTO = fault injected -> steady state verified (workflow time);
+ * RPO = fault time - the newest heartbeat row the recovered database holds.
+ */
+import {
+  ActivityCancellationType,
+  ApplicationFailure,
+  CancellationScope,
+  defineQuery,
+  executeChild,
+  isCancellation,
+  proxyActivities,
+  setHandler,
+  sleep,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import type { DrillReportFile, FaultRecord, TableStat } from '../activities/drill';
+import type { DatabaseRef } from '../schemas/database';
+import { drillSubject, recoveryDrillInputSchema, type RecoveryDrillParams } from '../schemas/recovery-drill';
+import type { backupDatabase, BackupDatabaseResult } from './backup-database';
+import type { restartService } from './restart-service';
+import type { restoreDatabase } from './restore-database';
+import type { startDatabase } from './start-database';
+import { now } from './shared/deterministic';
+import { rootMessage } from './shared/errors';
+import { beginRunbook, iso, showDetails } from './shared/runbook';
+
+export const RUNBOOK = 'recoveryDrill';
+
+export type DrillPhase = 'validating' | 'setup' | 'steady-state-before' | 'fault' | 'detecting' | 'recovering' | 'switching' | 'verifying' | 'rollback' | 'reporting' | 'done' | 'failed';
+
+export interface DrillReport extends DrillReportFile {
+  phase: DrillPhase;
+  outcome: 'running' | 'recovered' | 'failed' | 'aborted';
+  files?: { dir: string; json: string; markdown: string; svg: string };
+}
+
+export const drillStatusQuery = defineQuery<DrillReport>('status');
+
+type Acts = Activities;
+
+const retry = { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 10 };
+const quick = proxyActivities<Acts>({ startToCloseTimeout: '1m', retry });
+const long = proxyActivities<Acts>({ startToCloseTimeout: '10m', heartbeatTimeout: '20s', retry });
+/** The heartbeat writer runs until cancelled; a crashed worker's attempt times out by heartbeat and is retried. */
+const writer = proxyActivities<Acts>({
+  startToCloseTimeout: '2h',
+  heartbeatTimeout: '5s',
+  cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+  retry: { initialInterval: '500ms', backoffCoefficient: 1.5, maximumInterval: '5s', maximumAttempts: 100 },
+});
+
+/** FNV-1a, 32 bits, hex: a short deterministic suffix for the drill's instance ids. */
+function shortHash(text: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i += 1) {
+    h ^= text.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h.toString(16).padStart(8, '0');
+}
+
+class Drill {
+  readonly report: DrillReport;
+  private readonly rollbacks: Array<{ name: string; run: () => Promise<string | void> }> = [];
+
+  constructor(
+    readonly input: RecoveryDrillParams,
+    readonly drillId: string,
+  ) {
+    const t = now();
+    this.report = {
+      drillId,
+      scenario: input.scenario,
+      subject: drillSubject(input),
+      phase: 'validating',
+      outcome: 'running',
+      verdict: 'fail',
+      startedAt: t,
+      timeline: [],
+      steps: [],
+      rto: { targetMs: input.targets.rtoMs, verdict: 'n/a' },
+      rpo: { targetMs: input.targets.rpoMs, verdict: 'n/a' },
+      validation: [],
+      rollbacks: [],
+      ...(input.note ? { note: input.note } : {}),
+    };
+  }
+
+  phase(p: DrillPhase): void {
+    this.report.phase = p;
+    const r = this.report;
+    showDetails(`drill ${r.scenario} on ${r.subject}: ${p}`, {
+      phase: p,
+      started: iso(r.startedAt),
+      'last event': r.timeline.at(-1)?.event,
+      'RTO ms': r.rto.ms,
+      'RPO ms': r.rpo.ms,
+      error: r.error,
+    });
+  }
+
+  mark(event: string, detail?: string): number {
+    const at = now();
+    this.report.timeline.push({ event, at, ...(detail ? { detail } : {}) });
+    return at;
+  }
+
+  step(name: string, ok: boolean, detail?: string): void {
+    this.report.steps.push({ name, ok, at: now(), ...(detail ? { detail } : {}) });
+  }
+
+  /** Register a rollback before doing what it undoes (each is a no-op when there is nothing to undo). */
+  onRollback(name: string, run: () => Promise<string | void>): void {
+    this.rollbacks.push({ name, run });
+  }
+
+  async runRollbacks(): Promise<void> {
+    for (const rb of [...this.rollbacks].reverse()) {
+      try {
+        const detail = await rb.run();
+        this.report.rollbacks.push({ name: rb.name, ok: true, ...(detail ? { detail } : {}) });
+      } catch (err) {
+        this.report.rollbacks.push({ name: rb.name, ok: false, detail: rootMessage(err) });
+      }
+    }
+  }
+}
+
+const fail = (type: string, message: string) => ApplicationFailure.create({ type, nonRetryable: true, message });
+
+async function killContainerDrill(d: Drill, input: Extract<RecoveryDrillParams, { scenario: 'kill-container' }>): Promise<void> {
+  const t = input.target;
+  let healthUrl = t.healthUrl ?? `http://127.0.0.1:${t.demoPort}/health`;
+  d.phase('setup');
+  if (t.demoPort !== undefined) {
+    d.onRollback(`remove demo container ${t.service}`, async () => ((await quick.drillRemoveDemo(t.service)) ? 'removed' : 'absent'));
+    const demo = await quick.drillRunDemo({ name: t.service, port: t.demoPort });
+    healthUrl = t.healthUrl ?? demo.healthUrl;
+    d.step('run demo container', true, `${t.service} on ${demo.healthUrl}`);
+  } else {
+    await quick.inspectService(t.service); // unknown container: non-retryable, nothing touched
+  }
+
+  d.phase('steady-state-before');
+  const before = await long.waitHealthy({ service: t.service, url: healthUrl, timeoutMs: 30_000, intervalMs: 250, probeTimeoutMs: 2_000 });
+  d.step('steady state before: GET /health', before.healthy, before.healthy ? `HTTP ${before.last.status}` : (before.last.error ?? `HTTP ${before.last.status}`));
+  if (!before.healthy) throw fail('SteadyStateBroken', `steady state does not hold before the fault: ${healthUrl} ${before.last.error ?? before.last.status}`);
+  d.mark('steady state ok');
+
+  d.phase('fault');
+  const fault = await quick.drillKillContainer({ drillId: d.drillId, service: t.service });
+  d.mark('fault injected', fault.detail);
+  d.step('fault: SIGKILL the container', true, fault.detail);
+
+  d.phase('detecting');
+  const det = await long.drillDetect({ url: healthUrl, timeoutMs: 30_000, intervalMs: 100 });
+  d.mark('detected', det.detected ? `probe failed: ${det.error}` : 'probe never failed');
+  d.step('detect: probe fails', det.detected, det.error);
+
+  d.phase('recovering');
+  d.mark('recovery started', 'restartService (child)');
+  const childId = `${d.drillId}/recovery`;
+  const restart = await executeChild<typeof restartService>('restartService', {
+    workflowId: childId,
+    args: [{ service: t.service, reason: `recovery drill ${d.drillId}`, healthUrl, healthTimeoutMs: t.healthTimeoutMs, stopTimeoutSec: t.stopTimeoutSec }],
+  });
+  d.report.recovery = { workflowType: 'restartService', workflowId: childId, restarted: restart.restarted, durationMs: restart.durationMs, lastProbe: restart.lastProbe };
+  d.mark('service healthy', `restartService: ${restart.lastProbe ?? ''}`);
+  d.step('recovery: restartService', restart.healthy === true, `restarted=${restart.restarted} in ${restart.durationMs} ms`);
+
+  d.phase('verifying');
+  const after = await long.waitHealthy({ service: t.service, url: healthUrl, timeoutMs: 30_000, intervalMs: 250, probeTimeoutMs: 2_000 });
+  d.step('steady state after: GET /health', after.healthy, after.healthy ? `HTTP ${after.last.status}` : after.last.error);
+  if (!after.healthy) throw fail('SteadyStateBroken', `steady state does not hold after the recovery: ${after.last.error ?? after.last.status}`);
+  const verified = d.mark('steady state verified');
+  d.report.rto.ms = verified - d.report.timeline.find((e) => e.event === 'fault injected')!.at;
+}
+
+async function databaseDrill(d: Drill, input: Exclude<RecoveryDrillParams, { scenario: 'kill-container' }>): Promise<void> {
+  const t = input.target;
+  if (t.database === 'main') {
+    // Gated by the schema (allowUserData + approval); faults on the project cluster are not implemented.
+    throw fail('NotSupported', "faults on the project cluster 'main' are not implemented yet: use database 'drill-copy'");
+  }
+  const base = `drill-${shortHash(`${d.drillId}/${workflowInfo().runId}`)}`;
+  const srcId = `${base}-src`;
+  const restoredId = `${base}-r`;
+  const restores = input.scenario !== 'stop-postgres';
+
+  d.phase('setup');
+  d.onRollback(`drop drill copy ${srcId}`, async () => {
+    await quick.dropInstance(srcId);
+    return srcId;
+  });
+  d.onRollback(`remove backups of ${srcId}`, async () => ((await quick.drillRemoveBackups(srcId)) ? 'removed' : 'none'));
+  const src = await quick.createInstance({ instanceId: srcId, archive: restores });
+  d.step('create drill copy', true, `${srcId} on 127.0.0.1:${src.port}${restores ? ' with WAL archiving' : ''}`);
+  const seeded = await quick.drillSeed({ db: src, rows: t.seedRows });
+  d.step('seed drill_items', seeded.rows === t.seedRows, `${seeded.rows} rows`);
+
+  // The consumer: the heartbeat writer, routed by the drill's endpoint record.
+  d.onRollback('restore the original routing', async () => {
+    await quick.drillSetEndpoint({ drillId: d.drillId, db: null });
+    return 'endpoint record removed';
+  });
+  await quick.drillSetEndpoint({ drillId: d.drillId, db: src });
+  const writerScope = new CancellationScope();
+  const writing = writerScope.run(() => writer.drillHeartbeatWriter({ drillId: d.drillId, intervalMs: input.heartbeatIntervalMs }));
+  writing.catch(() => undefined);
+  d.onRollback('stop the heartbeat writer', async () => {
+    writerScope.cancel();
+    try {
+      await writing;
+    } catch (err) {
+      if (!isCancellation(err)) return `ended: ${rootMessage(err)}`;
+    }
+    return 'stopped';
+  });
+
+  const backups: BackupDatabaseResult[] = [];
+  if (restores) {
+    const count = input.scenario === 'corrupt-backup' ? 2 : 1;
+    for (let i = 1; i <= count; i += 1) {
+      if (i > 1) await sleep(input.heartbeatIntervalMs * 5); // a few heartbeats between the two backups
+      const b = await executeChild<typeof backupDatabase>('backupDatabase', { workflowId: `${d.drillId}/backup-${i}`, args: [{ database: src, kind: 'physical', keep: 5 }] });
+      backups.push(b);
+      d.step(`physical backup ${i}`, true, `${b.backupId} (${b.sizeBytes} bytes, consistent until ${b.consistentUntil})`);
+    }
+  }
+
+  d.phase('steady-state-before');
+  const before = await long.drillProbeDb({ db: src, table: 'drill_items', expectedRows: t.seedRows, intervalMs: input.heartbeatIntervalMs, timeoutMs: 30_000 });
+  d.step('steady state before: rows + heartbeat advancing', before.ok, before.error ?? `${before.rows} rows`);
+  if (!before.ok) throw fail('SteadyStateBroken', `steady state does not hold before the fault: ${before.error}`);
+  // The source at the restore point: the declared tables do not change after the seed.
+  const sourceStats: TableStat[] = await quick.drillTableStats({ db: src, tables: t.tables });
+  d.mark('steady state ok');
+
+  d.phase('fault');
+  let fault: FaultRecord;
+  if (input.scenario === 'drop-table') {
+    fault = await quick.drillDropTable({ drillId: d.drillId, db: src, table: t.dropTable });
+  } else {
+    if (input.scenario === 'corrupt-backup') {
+      const newest = backups.at(-1)!;
+      const c = await quick.drillCorruptBackup({ drillId: d.drillId, manifestPath: newest.manifestPath });
+      d.step('corrupt the newest backup', true, `${newest.backupId}: ${c.detail}`);
+    }
+    if (input.scenario === 'stop-postgres') {
+      const stoppedAt = now();
+      await quick.stopInstance(srcId);
+      fault = { kind: 'stop-postgres', at: stoppedAt, detail: `stopped ${srcId} (fast shutdown)`, alreadyDone: false };
+    } else {
+      // The data folder is lost under the running server (a crash: what is not archived yet is lost).
+      const dataDir = await quick.instanceDataDir(srcId);
+      fault = await long.drillDeleteDataFolder({ drillId: d.drillId, instanceId: srcId, dataDir });
+    }
+  }
+  const faultMark = d.mark('fault injected', fault.detail);
+  d.report.rpo.faultAt = fault.at;
+  d.step(`fault: ${input.scenario}`, true, fault.detail);
+
+  d.phase('detecting');
+  const det = await long.drillDetect({ db: src, ...(input.scenario === 'drop-table' ? { table: t.dropTable } : {}), timeoutMs: 30_000, intervalMs: 100 });
+  d.mark('detected', det.detected ? `probe failed: ${det.error}` : 'probe never failed');
+  d.step('detect: probe fails', det.detected, det.error);
+
+  d.phase('recovering');
+  let target: DatabaseRef = src;
+  if (input.scenario === 'stop-postgres') {
+    d.mark('recovery started', 'startDatabase (child)');
+    const childId = `${d.drillId}/recovery`;
+    const started = await executeChild<typeof startDatabase>('startDatabase', { workflowId: childId, args: [{ instanceId: srcId }] });
+    target = started.instance;
+    d.report.recovery = { workflowType: 'startDatabase', workflowId: childId, durationMs: started.durationMs };
+    d.mark('data restored', 'same data folder, restarted');
+  } else {
+    d.onRollback(`drop restored copy ${restoredId}`, async () => {
+      await quick.dropInstance(restoredId);
+      return restoredId;
+    });
+    const pointInTime = input.scenario === 'drop-table' ? new Date(fault.at).toISOString() : 'latest';
+    d.mark('recovery started', `restoreDatabase (child), point in time ${pointInTime}`);
+    const childId = `${d.drillId}/recovery`;
+    const restored = await executeChild<typeof restoreDatabase>('restoreDatabase', {
+      workflowId: childId,
+      args: [{ source: src, kind: 'physical', pointInTime, instanceId: restoredId }],
+    });
+    target = restored.instance;
+    d.report.recovery = { workflowType: 'restoreDatabase', workflowId: childId, backupId: restored.backupId, skipped: restored.skipped, recoveryTarget: restored.recoveryTarget, restoredAt: restored.restoredAt, instance: restored.instance.id };
+    d.mark('data restored', `backup ${restored.backupId} -> ${restored.instance.id} (${restored.recoveryTarget})`);
+    if (input.scenario === 'corrupt-backup') {
+      const corrupted = backups.at(-1)!.backupId;
+      const good = backups[0]!.backupId;
+      const skippedIt = restored.skipped.some((s) => s.backupId === corrupted);
+      d.step('previous good backup chosen', skippedIt && restored.backupId === good, `skipped ${restored.skipped.map((s) => `${s.backupId} (${s.reason})`).join(', ') || 'nothing'}; used ${restored.backupId}`);
+      if (!skippedIt || restored.backupId !== good) throw fail('WrongBackup', `expected the corrupted ${corrupted} to be skipped and ${good} used; used ${restored.backupId}`);
+    }
+    d.phase('switching');
+    await quick.drillSetEndpoint({ drillId: d.drillId, db: target });
+    d.step('switch the consumer to the restored copy', true, `${target.id} on 127.0.0.1:${target.port}`);
+  }
+
+  d.phase('verifying');
+  const after = await long.drillProbeDb({ db: target, table: 'drill_items', expectedRows: t.seedRows, intervalMs: input.heartbeatIntervalMs, timeoutMs: 60_000 });
+  d.step('steady state after: rows + heartbeat advancing', after.ok, after.error ?? `${after.rows} rows`);
+  if (!after.ok) throw fail('SteadyStateBroken', `steady state does not hold after the recovery: ${after.error}`);
+  d.mark('service healthy', `${target.id}: ${after.rows} rows, heartbeat advancing`);
+
+  const restoredStats = await quick.drillTableStats({ db: target, tables: t.tables });
+  d.report.validation = sourceStats.map((s) => {
+    const r = restoredStats.find((x) => x.table === s.table);
+    return { table: s.table, source: { rows: s.rows, checksum: s.checksum }, ...(r ? { restored: { rows: r.rows, checksum: r.checksum } } : {}), ok: !!r && r.rows === s.rows && r.checksum === s.checksum };
+  });
+  const valid = d.report.validation.every((v) => v.ok);
+  d.step('validate row counts and checksums', valid, d.report.validation.map((v) => `${v.table}: ${v.restored?.rows ?? 'missing'}/${v.source.rows}`).join(', '));
+  if (!valid) throw fail('ValidationFailed', `recovered data differs from the source: ${d.report.validation.filter((v) => !v.ok).map((v) => v.table).join(', ')}`);
+
+  const hb = await quick.drillNewestHeartbeat({ db: target, before: fault.at });
+  d.report.rpo.newestHeartbeat = hb.newest;
+  d.report.rpo.ms = hb.newest === undefined ? undefined : Math.max(0, fault.at - hb.newest);
+  d.step('RPO: newest heartbeat before the fault', hb.newest !== undefined, hb.newest === undefined ? 'no heartbeat survived' : `${hb.rows} rows, newest ${new Date(hb.newest).toISOString()}`);
+
+  const verified = d.mark('steady state verified');
+  d.report.rto.ms = verified - faultMark;
+}
+
+export async function recoveryDrill(rawInput: unknown): Promise<DrillReport> {
+  const input = beginRunbook(RUNBOOK, recoveryDrillInputSchema, rawInput, drillSubject);
+  const d = new Drill(input, workflowInfo().workflowId);
+  const report = d.report;
+  setHandler(drillStatusQuery, () => report);
+  d.phase('setup');
+
+  let cancelled: unknown;
+  try {
+    if (input.scenario === 'kill-container') await killContainerDrill(d, input);
+    else await databaseDrill(d, input);
+    report.outcome = 'recovered';
+  } catch (err) {
+    if (isCancellation(err)) cancelled = err;
+    const type = err instanceof ApplicationFailure ? err.type : (err as { cause?: ApplicationFailure }).cause?.type;
+    report.outcome = type === 'SteadyStateBroken' && !report.timeline.some((e) => e.event === 'fault injected') ? 'aborted' : 'failed';
+    report.error = rootMessage(err);
+  } finally {
+    d.phase('rollback');
+    await CancellationScope.nonCancellable(() => d.runRollbacks());
+  }
+
+  report.rto.verdict = report.rto.ms === undefined ? 'fail' : report.rto.ms <= report.rto.targetMs ? 'pass' : 'fail';
+  if (input.scenario === 'kill-container') report.rpo.verdict = 'n/a'; // stateless: no data to lose
+  else report.rpo.verdict = report.rpo.ms !== undefined && report.rpo.ms <= report.rpo.targetMs ? 'pass' : 'fail';
+  report.verdict = report.outcome === 'recovered' && report.rto.verdict === 'pass' && report.rpo.verdict !== 'fail' && report.validation.every((v) => v.ok) ? 'pass' : 'fail';
+  report.finishedAt = now();
+
+  d.phase('reporting');
+  const { phase: _phase, outcome: _outcome, files: _files, ...fileReport } = report;
+  const files = await CancellationScope.nonCancellable(() => quick.drillWriteReport({ report: { ...fileReport, outcome: report.outcome }, ...(input.reportDir ? { reportDir: input.reportDir } : {}) }));
+  report.files = { dir: files.dir, json: files.json, markdown: files.markdown, svg: files.svg };
+
+  d.phase(report.outcome === 'recovered' ? 'done' : 'failed');
+  if (cancelled) throw cancelled;
+  if (report.outcome !== 'recovered') {
+    throw ApplicationFailure.create({ type: 'DrillFailed', nonRetryable: true, message: `drill ${report.outcome}: ${report.error}`, details: [report] });
+  }
+  return report;
+}

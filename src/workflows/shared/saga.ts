@@ -1,0 +1,34 @@
+/**
+ * A saga's compensations (Temporal's saga sample): register the undo of a step *before* doing the
+ * step (every undo is an idempotent activity, so undoing a step that never happened is harmless),
+ * and on failure run them newest first. A failing undo is logged and the rest still run.
+ */
+import { log } from '@temporalio/workflow';
+import { rootMessage } from './errors';
+
+export class Saga {
+  private readonly steps: Array<{ what: string; undo: () => Promise<unknown> }> = [];
+
+  add(what: string, undo: () => Promise<unknown>): void {
+    this.steps.push({ what, undo });
+  }
+
+  get size(): number {
+    return this.steps.length;
+  }
+
+  /** Run every compensation, newest first; returns what could not be undone. */
+  async compensate(): Promise<Array<{ what: string; error: string }>> {
+    const failed: Array<{ what: string; error: string }> = [];
+    for (const s of this.steps.splice(0).reverse()) {
+      try {
+        await s.undo();
+      } catch (err) {
+        const error = rootMessage(err);
+        log.error('compensation failed', { what: s.what, error });
+        failed.push({ what: s.what, error });
+      }
+    }
+    return failed;
+  }
+}
