@@ -105,11 +105,15 @@ async function createService(way: (typeof WAYS)[keyof typeof WAYS]) {
       ContainerSpec: {
         Image: IMAGE,
         Env: [`PORT=${way.base}`, 'SLOT={{.Task.Slot}}'],
-        Healthcheck: { Test: ['CMD', '/bin/healthcheck'], Interval: 1_000 * NS, Timeout: 2_000 * NS, Retries: 3, StartPeriod: 1_000 * NS },
+        // Checked every second, but tolerant: on a loaded machine a check's exec can take seconds, and
+        // Swarm kills a task it finds unhealthy.
+        Healthcheck: { Test: ['CMD', '/bin/healthcheck'], Interval: 1_000 * NS, Timeout: 5_000 * NS, Retries: 10, StartPeriod: 1_000 * NS },
         StopGracePeriod: 5_000 * NS,
       },
       Networks: [{ Target: 'host' }],
-      RestartPolicy: { Condition: 'on-failure' },
+      // "any", not the seed's on-failure: Swarm stops an unhealthy task with SIGTERM, the demo service
+      // then exits 0, and on-failure would leave that slot empty.
+      RestartPolicy: { Condition: 'any' },
     },
     Mode: { Replicated: { Replicas: 1 } },
   } as never);

@@ -26,7 +26,7 @@ import type { Logger } from 'pino';
 import * as seed from '../config/defaults';
 import { loadConfig } from '../config/env';
 import type { BackupKind, BackupManifest, DatabaseRef, ManifestFile } from '../schemas/database';
-import { beat, chownOwned, killRecorded, mkdirOwned, pgEnv, pgPaths, PgInstances, run, runStreamed, withAdminClient, writeFileAtomic, type PgPaths } from './pg-instances';
+import { beat, chownOwned, killRecorded, mkdirOwned, pgEnv, pgPaths, PgInstances, run, runStreamed, sha256sum, withAdminClient, writeFileAtomic, type PgPaths } from './pg-instances';
 
 export const MANIFEST = 'manifest.json';
 const WAL_SEGMENT_BYTES = 16n * 1024n * 1024n;
@@ -149,16 +149,7 @@ export class BackupStore {
 }
 
 export async function sha256File(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  let last = Date.now();
-  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) {
-    hash.update(chunk as Buffer);
-    if (Date.now() - last > 2_000) {
-      beat({ hashing: path.basename(file) });
-      last = Date.now();
-    }
-  }
-  return hash.digest('hex');
+  return sha256sum(file);
 }
 
 async function filesUnder(dir: string, prefix = ''): Promise<string[]> {
@@ -203,23 +194,19 @@ export async function checkFiles(dir: string, manifest: { files: ManifestFile[] 
 }
 
 /**
- * Run a restore step that streams `file` of the backup (hashing it in the same read) and fail it
+ * Run a restore step that reads `file` of the backup while sha256sum hashes it, and fail it
  * as BackupCorrupt (non-retryable: the workflow falls back to the previous backup) when the
  * checksum disagrees, even if the step itself failed on the damaged data first.
  */
-async function streamVerified(dir: string, m: BackupManifest, fileName: string, step: (file: string) => Promise<{ sha256?: string }>): Promise<void> {
+async function streamVerified(dir: string, m: BackupManifest, fileName: string, step: (file: string) => Promise<unknown>): Promise<void> {
   const f = m.files.find((x) => x.path === fileName);
   if (!f) throw ApplicationFailure.nonRetryable(`${m.backupId}: ${fileName} is not in the manifest`, 'BackupCorrupt');
   const file = path.join(dir, fileName);
-  let sum: string | undefined;
-  try {
-    sum = (await step(file)).sha256;
-  } catch (err) {
-    const actual = await sha256File(file).catch(() => 'unreadable');
-    if (actual !== f.sha256) throw ApplicationFailure.create({ type: 'BackupCorrupt', nonRetryable: true, message: mismatch(f, actual), details: [{ backupId: m.backupId }] });
-    throw err;
-  }
-  if (sum !== f.sha256) throw ApplicationFailure.create({ type: 'BackupCorrupt', nonRetryable: true, message: mismatch(f, sum ?? 'none'), details: [{ backupId: m.backupId }] });
+  // The restore and the checksum read the same file side by side (two processes, two cores).
+  const [stepResult, sum] = await Promise.allSettled([step(file), sha256File(file)]);
+  const actual = sum.status === 'fulfilled' ? sum.value : 'unreadable';
+  if (actual !== f.sha256) throw ApplicationFailure.create({ type: 'BackupCorrupt', nonRetryable: true, message: mismatch(f, actual), details: [{ backupId: m.backupId }] });
+  if (stepResult.status === 'rejected') throw stepResult.reason;
 }
 
 // ---- activities -----------------------------------------------------------------------------
@@ -370,7 +357,7 @@ export function createBackupActivities(deps: BackupDeps = {}) {
       await mkdirOwned(dir);
       const archived = existsSync(store.walDir(db.id));
       const startedAt = new Date().toISOString();
-      // The tar goes to stdout and is hashed on its way to disk: one pass, no re-read for the checksum.
+      // The tar goes to stdout, then through tee (to disk) and sha256sum: one pass, no re-read for the checksum.
       const base = await runStreamed(path.join(p.bin, 'pg_basebackup'), ['-h', '127.0.0.1', '-p', String(db.port), '-U', p.adminUser, '-w', '-D', '-', '-Ft', '-X', archived ? 'none' : 'fetch', '-c', 'fast', '-l', input.backupId], {
         env: await pgEnv(p),
         pidFile,
@@ -472,9 +459,9 @@ export function createBackupActivities(deps: BackupDeps = {}) {
       if (!manifest) throw ApplicationFailure.nonRetryable(`no physical backup ${input.backupId} of ${input.source.id}`, 'BackupNotFound');
       // Whatever a previous attempt left (an orphan tar, a half-recovered postmaster) goes first.
       const rec = await instances.prepare(input.instanceId, 'restoring', false, input.source.database);
-      // Extract while hashing: the checksum is checked in the same read, before PostgreSQL starts.
+      // Extract while sha256sum hashes the same file: the checksum is checked before PostgreSQL starts.
       await streamVerified(dir, manifest, 'base.tar', (file) =>
-        runStreamed('tar', ['-xf', '-', '-C', rec.dataDir], { stdinFile: file, pidFile: instances.pidFile(input.instanceId), beatDetails: { restore: input.instanceId, step: 'extract base.tar' } }),
+        run('tar', ['-xf', file, '-C', rec.dataDir], { pidFile: instances.pidFile(input.instanceId), beatDetails: { restore: input.instanceId, step: 'extract base.tar' } }),
       );
       for (const stale of ['postmaster.pid', 'postmaster.opts', 'standby.signal']) await rm(path.join(rec.dataDir, stale), { force: true });
       const target = input.pointInTime === 'latest' ? undefined : new Date(input.pointInTime).toISOString().replace('T', ' ').replace('Z', '+00');
@@ -496,7 +483,7 @@ export function createBackupActivities(deps: BackupDeps = {}) {
         if (!(await instances.running(rec.id))) throw new Error(`${rec.id}: PostgreSQL stopped during recovery: ${await instances.logTail(rec.id)}`);
         if (Date.now() > deadline) throw new Error(`${rec.id}: not promoted within ${timeoutMs} ms: ${await instances.logTail(rec.id)}`);
         beat({ restore: input.instanceId, step: 'recovering', replayedUntil });
-        await sleep(250);
+        await sleep(100);
       }
       // Promoted: the instance's own settings without the recovery part (restore_command stays unused).
       await instances.configure(rec);
@@ -534,7 +521,7 @@ export function createBackupActivities(deps: BackupDeps = {}) {
         await run(path.join(p.bin, 'psql'), [...conn, '-X', '-q', '-d', 'postgres', '-f', path.join(dir, 'roles.sql')], { env, pidFile: instances.pidFile(rec.id), beatDetails: { restore: rec.id, step: 'roles' } });
       }
       await streamVerified(dir, manifest, streamedFile(manifest) ?? `${input.source.database}.dump`, (file) =>
-        runStreamed(path.join(p.bin, 'pg_restore'), [...conn, '-d', 'postgres', '-C', '--exit-on-error'], { env, stdinFile: file, pidFile: instances.pidFile(rec.id), beatDetails: { restore: rec.id, step: 'pg_restore' } }),
+        run(path.join(p.bin, 'pg_restore'), [...conn, '-d', 'postgres', '-C', '--exit-on-error', file], { env, pidFile: instances.pidFile(rec.id), beatDetails: { restore: rec.id, step: 'pg_restore' } }),
       );
       const restoredAt = new Date().toISOString();
       const recoveryTarget = `${manifest.consistentUntil} (the dump's snapshot)`;

@@ -11,13 +11,10 @@
  * the project cluster's superuser and password, scram only. Everything is idempotent by id.
  */
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream, existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { chmod, chown, mkdir, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
-import { Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
@@ -148,51 +145,46 @@ export async function run(bin: string, args: string[], opts: RunOptions = {}): P
 }
 
 export interface StreamOptions extends RunOptions {
-  /** The child's stdout goes into this file (fsynced), hashed on the way. */
+  /** The child's stdout goes into this file (fsynced) through `tee`, and through `sha256sum`. */
   stdoutFile?: string;
-  /** This file is the child's stdin, hashed on the way (one read for the restore and its check). */
-  stdinFile?: string;
 }
 
 export interface StreamResult {
   stdout: string;
-  /** SHA-256 and size of what went through stdoutFile/stdinFile. */
+  /** SHA-256 and size of what went into stdoutFile. */
   sha256?: string;
   bytes?: number;
 }
 
-/** run(), streaming a file into stdin or stdout into a file and hashing it in the same pass. */
+/** SHA-256 of a file by coreutils sha256sum: its own process, so it runs on another core beside a restore. */
+export async function sha256sum(file: string): Promise<string> {
+  const out = await runStreamed('sha256sum', ['-b', file], { asRoot: true, beatDetails: { hashing: path.basename(file) } });
+  return out.stdout.split(' ')[0]!;
+}
+
+/**
+ * run(), optionally with stdout piped process-to-process into `tee <file>` and `sha256sum` (the
+ * data never passes through this process: writing and hashing run beside the producer).
+ */
 export function runStreamed(bin: string, args: string[], opts: StreamOptions = {}): Promise<StreamResult> {
   const asOwner = isRoot() && !opts.asRoot;
   const argv = [bin, ...args];
   const [cmd, ...cmdArgs] = asOwner ? ['setpriv', '--reuid=postgres', '--regid=postgres', '--init-groups', '--', ...argv] : argv;
-  const hash = createHash('sha256');
-  let bytes = 0;
-  const hashing = () =>
-    new Transform({
-      transform(chunk: Buffer, _enc, cb) {
-        hash.update(chunk);
-        bytes += chunk.length;
-        cb(null, chunk);
-      },
-    });
   return new Promise<StreamResult>((resolve, reject) => {
-    const child = spawn(cmd!, cmdArgs, {
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: 'C.UTF-8', ...opts.env },
-      stdio: [opts.stdinFile ? 'pipe' : 'ignore', 'pipe', 'pipe'],
-    });
+    const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: 'C.UTF-8' };
+    const child = spawn(cmd!, cmdArgs, { env: { ...env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
-    let streamError: unknown;
-    const streamed: Array<Promise<unknown>> = [];
+    let hashOut = '';
+    const helpers: Array<Promise<number | null>> = [];
+    const exited = (c: ReturnType<typeof spawn>) => new Promise<number | null>((res) => c.on('close', (code) => res(code)));
     if (opts.stdoutFile) {
-      streamed.push(pipeline(child.stdout!, hashing(), createWriteStream(opts.stdoutFile, { mode: 0o640 })).catch((err: unknown) => (streamError = err)));
+      const tee = spawn('tee', [opts.stdoutFile], { env, stdio: [child.stdout!, 'pipe', 'ignore'] });
+      const hasher = spawn('sha256sum', ['-b'], { env, stdio: [tee.stdout!, 'pipe', 'ignore'] });
+      hasher.stdout!.on('data', (d: Buffer) => (hashOut += d.toString()));
+      helpers.push(exited(tee), exited(hasher));
     } else {
       child.stdout!.on('data', (d: Buffer) => (stdout = (stdout + d.toString()).slice(-1_000_000)));
-    }
-    if (opts.stdinFile && child.stdin) {
-      // A child that exits early closes its stdin (EPIPE): its exit status tells what happened.
-      streamed.push(pipeline(createReadStream(opts.stdinFile, { highWaterMark: 1 << 20 }), hashing(), child.stdin).catch(() => undefined));
     }
     child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-8_000)));
     if (opts.pidFile && child.pid) {
@@ -210,18 +202,21 @@ export function runStreamed(bin: string, args: string[], opts: StreamOptions = {
     });
     child.on('close', (code, sig) => {
       void (async () => {
-        await Promise.all(streamed);
+        const helperCodes = await Promise.all(helpers);
         clearInterval(beating);
         if (timer) clearTimeout(timer);
         signal?.removeEventListener('abort', onAbort);
         if (opts.pidFile) await rm(opts.pidFile, { force: true });
         if (code !== 0) throw new Error(`${path.basename(bin)} ${sig ? `killed by ${sig}` : `exited with ${code}`}: ${stderr.trim().split('\n').slice(-5).join(' | ')}`);
-        if (streamError) throw streamError;
-        if (opts.stdoutFile) {
-          const fh = await open(opts.stdoutFile, 'r');
-          await fh.sync().finally(() => fh.close());
+        if (helperCodes.some((c) => c !== 0)) throw new Error(`writing ${opts.stdoutFile}: tee/sha256sum exited with ${helperCodes.join('/')}`);
+        if (!opts.stdoutFile) return { stdout };
+        const fh = await open(opts.stdoutFile, 'r');
+        try {
+          await fh.sync();
+          return { stdout, sha256: hashOut.split(' ')[0], bytes: (await fh.stat()).size };
+        } finally {
+          await fh.close();
         }
-        return { stdout, ...(opts.stdoutFile || opts.stdinFile ? { sha256: hash.digest('hex'), bytes } : {}) };
       })().then(resolve, reject);
     });
   });

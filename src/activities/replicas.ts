@@ -87,8 +87,16 @@ export function createReplicaActivities({ docker, log, breakers, fetch: fetchImp
     }
   }
 
+  /** The service's live tasks, one per slot: desired running, or ready (a replacement waiting out the restart delay). */
   async function swarmTasks(service: string): Promise<TaskInfo[]> {
-    return (await engine(() => docker.listTasks({ filters: { service: [service], 'desired-state': ['running'] } }))) as TaskInfo[];
+    const all = (await engine(() => docker.listTasks({ filters: { service: [service] } }))) as TaskInfo[];
+    const bySlot = new Map<number, TaskInfo>();
+    for (const t of all) {
+      if (t.Slot === undefined || (t.DesiredState !== 'running' && t.DesiredState !== 'ready')) continue;
+      const prev = bySlot.get(t.Slot);
+      if (!prev || (prev.Status?.State !== 'running' && t.Status?.State === 'running')) bySlot.set(t.Slot, t);
+    }
+    return [...bySlot.values()];
   }
 
   async function containersOf(service: string): Promise<Array<{ slot: number; id: string; running: boolean }>> {

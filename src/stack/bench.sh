@@ -34,6 +34,11 @@ npx tsx bench/alert-path.ts
 # Credential rotation under a continuously querying consumer, next to the raw steps.
 npx tsx bench/rotation.ts
 
+# Backup + restore of a ~1 GB pgbench database (scale: DURABLE_OPS_BENCH_BACKUP_SCALE, default 70)
+# through the runbooks next to raw pg_basebackup/start and pg_dump/pg_restore. Own worker and
+# instances (127.0.0.1:18800-18899), removed at the end.
+npx tsx bench/backup.ts
+
 # Horizontal scaling 1 -> 5 -> 1 under load through HAProxy: scaleService (health-gated, drained)
 # next to plain `docker service scale`. Runs its own HAProxy (127.0.0.1:19250-19259) and worker.
 npx tsx bench/scale.ts

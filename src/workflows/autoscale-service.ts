@@ -25,7 +25,7 @@ import type { Activities } from '../activities';
 import { autoscaleServiceInputSchema, type AutoscaleServiceParams } from '../schemas/autoscale-service';
 import { now } from './shared/deterministic';
 import { rootMessage } from './shared/errors';
-import { decide, highCpu, type HighCpuState, type HpaState, type Observation } from './shared/hpa';
+import { decide, highCpu, recordScale, type HighCpuState, type HpaState, type Observation } from './shared/hpa';
 import { beginRunbook, iso, showDetails } from './shared/runbook';
 
 export const RUNBOOK = 'autoscaleService';
@@ -46,6 +46,8 @@ export interface AutoscaleDecisionRecord {
   /** The scaleService child started for it, and how it ended. */
   child?: string;
   childOutcome?: string;
+  /** When the child ended. */
+  childEndedAt?: number;
 }
 
 export interface AutoscaleStatus {
@@ -209,13 +211,17 @@ export async function autoscaleService(rawInput: unknown, carried?: AutoscaleCar
       });
       rec.childOutcome = String((result as { outcome?: string }).outcome ?? 'done');
       status.replicas = rec.desired;
+      status.lastScaleAt = now();
+      rec.childEndedAt = status.lastScaleAt;
+      hpa = recordScale(hpa, status.lastScaleAt, rec.desired);
     } catch (err) {
       // The child rolled back (and alerted); keep autoscaling, the cooldown spaces out the next try.
       rec.childOutcome = `failed: ${rootMessage(err)}`;
       status.lastError = `scale to ${rec.desired} failed: ${rootMessage(err)}`;
+      status.lastScaleAt = now();
+      rec.childEndedAt = status.lastScaleAt;
+      hpa = { ...hpa, lastScaleAt: status.lastScaleAt };
     }
-    status.lastScaleAt = now();
-    hpa = { ...hpa, lastScaleAt: status.lastScaleAt };
   };
 
   while (stopRequested === undefined) {

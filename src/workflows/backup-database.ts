@@ -7,7 +7,7 @@
  * The backup id is derived from the workflow (start time + a hash of workflow id and run id), so
  * an activity retry after a worker crash finishes or redoes the same folder, never a second backup.
  */
-import { proxyActivities, workflowInfo } from '@temporalio/workflow';
+import { proxyActivities, proxyLocalActivities, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { backupDatabaseInputSchema, keepFor, type BackupKind } from '../schemas/database';
 import { beginRunbook, showDetails } from './shared/runbook';
@@ -49,9 +49,9 @@ const backups = proxyActivities<Activities>({
   heartbeatTimeout: '30s',
   retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '1m', maximumAttempts: 5, nonRetryableErrorTypes: ['InvalidInput', 'TargetUnavailable'] },
 });
-const quick = proxyActivities<Activities>({
+/** Retention is a few deletions: a local activity (no extra round trip through the server). */
+const local = proxyLocalActivities<Activities>({
   startToCloseTimeout: '10m',
-  heartbeatTimeout: '30s',
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5 },
 });
 
@@ -63,7 +63,7 @@ export async function backupDatabase(rawInput: unknown): Promise<BackupDatabaseR
   showDetails(`${input.kind} backup of ${input.database.id}: running`, { backup: backupId, database: `${input.database.id} (127.0.0.1:${input.database.port}/${input.database.database})`, keep });
 
   const done = input.kind === 'physical' ? await backups.backupPhysical({ database: input.database, backupId }) : await backups.backupLogical({ database: input.database, backupId });
-  const retention = await quick.applyRetention({ databaseId: input.database.id, kind: input.kind, keep, current: backupId });
+  const retention = await local.applyRetention({ databaseId: input.database.id, kind: input.kind, keep, current: backupId });
 
   const result: BackupDatabaseResult = {
     backupId,

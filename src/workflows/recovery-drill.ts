@@ -50,7 +50,7 @@ type Acts = Activities;
 
 const retry = { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 10 };
 const quick = proxyActivities<Acts>({ startToCloseTimeout: '1m', retry });
-const long = proxyActivities<Acts>({ startToCloseTimeout: '10m', heartbeatTimeout: '20s', retry });
+const long = proxyActivities<Acts>({ startToCloseTimeout: '10m', heartbeatTimeout: '10s', retry });
 /** The heartbeat writer runs until cancelled; a crashed worker's attempt times out by heartbeat and is retried. */
 const writer = proxyActivities<Acts>({
   startToCloseTimeout: '2h',

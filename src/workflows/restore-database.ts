@@ -6,7 +6,7 @@
  * corrupt one is skipped and reported in `skipped`, and the next older one is restored. On failure the
  * half-restored instance is dropped before the workflow fails: no half-restored instance is left.
  */
-import { ActivityFailure, ApplicationFailure, defineQuery, proxyActivities, setHandler } from '@temporalio/workflow';
+import { ActivityFailure, ApplicationFailure, defineQuery, proxyActivities, proxyLocalActivities, setHandler } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import * as seed from '../config/defaults';
 import { restoreDatabaseInputSchema, type BackupKind, type DatabaseRef } from '../schemas/database';
@@ -40,10 +40,10 @@ const quick = proxyActivities<Activities>({
   startToCloseTimeout: '2m',
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '20s', maximumAttempts: 5 },
 });
-const verify = proxyActivities<Activities>({
-  startToCloseTimeout: '1h',
-  heartbeatTimeout: '30s',
-  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5 },
+/** Listing and the quick check (sizes, small files, WAL present) take milliseconds: local activities, no round trips. */
+const local = proxyLocalActivities<Activities>({
+  startToCloseTimeout: '2m',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '20s', maximumAttempts: 5 },
 });
 const restore = proxyActivities<Activities>({
   startToCloseTimeout: seed.PG_RESTORE_TIMEOUT_MS + 60 * 60_000,
@@ -68,7 +68,7 @@ export async function restoreDatabase(rawInput: unknown): Promise<RestoreDatabas
   show();
 
   // Candidates, newest first: the one asked for, or every backup old enough for the target time.
-  const all = await quick.listBackups({ databaseId: input.source.id, kind: input.kind });
+  const all = await local.listBackups({ databaseId: input.source.id, kind: input.kind });
   const targetMs = input.pointInTime === 'latest' ? undefined : Date.parse(input.pointInTime);
   const candidates = input.backupId ? all.filter((m) => m.backupId === input.backupId) : all.filter((m) => targetMs === undefined || Date.parse(m.consistentUntil) <= targetMs);
   if (candidates.length === 0) {
@@ -79,7 +79,7 @@ export async function restoreDatabase(rawInput: unknown): Promise<RestoreDatabas
   // restore, which hashes the big file in the same read it restores from. A corrupt backup
   // (BackupCorrupt) is skipped: its instance is dropped and the next older backup is tried.
   for (const m of candidates) {
-    const check = await verify.verifyBackup({ databaseId: input.source.id, kind: input.kind, backupId: m.backupId, full: false });
+    const check = await local.verifyBackup({ databaseId: input.source.id, kind: input.kind, backupId: m.backupId, full: false });
     if (!check.ok) {
       status.skipped.push({ backupId: m.backupId, reason: check.reason ?? 'verification failed' });
       show();

@@ -102,12 +102,12 @@ async function seedSwarm(s: Scenario): Promise<string> {
         Image: DEMO_IMAGE,
         Env: [`PORT=${s.base}`, 'SLOT={{.Task.Slot}}'],
         // Tolerant of a loaded machine: Swarm replaces a task whose checks fail.
-        Healthcheck: { Test: ['CMD', '/bin/healthcheck'], Interval: 1_000 * NS, Timeout: 3_000 * NS, Retries: 5, StartPeriod: 1_000 * NS },
+        Healthcheck: { Test: ['CMD', '/bin/healthcheck'], Interval: 1_000 * NS, Timeout: 5_000 * NS, Retries: 10, StartPeriod: 1_000 * NS },
         Mounts: [{ Type: 'bind', Source: control, Target: '/control' }],
         StopGracePeriod: 5_000 * NS,
       },
       Networks: [{ Target: 'host' }],
-      RestartPolicy: { Condition: 'on-failure' },
+      RestartPolicy: { Condition: 'any' },
     },
     Mode: { Replicated: { Replicas: 1 } },
   } as never);
@@ -303,7 +303,10 @@ test('worker SIGKILLed mid scale-up and mid scale-down: exactly the target repli
     ] as const) {
       const t0 = Date.now();
       const handle = await run(s, { replicas: target }, tq);
-      await waitUntil(`step ${killAfterSteps} done`, async () => (await handle.query<ScaleReport>('status')).stepsDone >= killAfterSteps, 60_000, 50);
+      await waitUntil(`step ${killAfterSteps} done`, async () => (await handle.query<ScaleReport>('status')).stepsDone >= killAfterSteps, 90_000, 50).catch(async (err: unknown) => {
+        console.log(JSON.stringify(await handle.query<ScaleReport>('status').catch((e: unknown) => String(e))), w.output().slice(-3000));
+        throw err;
+      });
       await w.kill('SIGKILL');
       const killedAt = Date.now() - t0;
       w = await spawnWorker(tq);

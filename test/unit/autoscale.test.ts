@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { autoscaleServiceInputSchema } from '../../src/schemas/autoscale-service';
 import { resizeServiceInputSchema } from '../../src/schemas/resize-service';
-import { decide, highCpu, proposeReplicas, type HpaPolicy, type HpaState } from '../../src/workflows/shared/hpa';
+import { decide, highCpu, proposeReplicas, recordScale, type HpaPolicy, type HpaState } from '../../src/workflows/shared/hpa';
 import { planSizing } from '../../src/workflows/shared/sizing';
 
 const policy: HpaPolicy = { minReplicas: 1, maxReplicas: 10, targetCpuPercent: 50, tolerance: 0.1, upStabilizationMs: 0, downStabilizationMs: 300_000, cooldownMs: 0 };
@@ -156,4 +156,15 @@ test('schemas: seed defaults, min <= max, unknown fields', () => {
   const r = resizeServiceInputSchema.safeParse({ service: 'web', bounds: { memoryMb: { min: 512, max: 64 } } });
   assert.equal(r.success, false);
   assert.deepEqual(r.error!.issues.map((i) => i.path.join('.')), ['bounds.memoryMb.min']);
+});
+
+test('a finished scale counts as a fresh recommendation: a scale longer than the down window does not empty it', () => {
+  const p = { ...policy, downStabilizationMs: 15_000 };
+  let s = decide(empty, { at: 0, replicas: 1, cpuPercent: 100 }, p).state; // rec 2, scale starts
+  s = recordScale(s, 20_000, 2); // the scale took 20 s (longer than the window)
+  const d = decide(s, { at: 25_000, replicas: 2, cpuPercent: 5 }, p);
+  assert.equal(d.action, 'none', 'held: the window still holds the new size');
+  assert.equal(d.heldBy, 'stabilization');
+  assert.equal(decide(d.state, { at: 35_001, replicas: 2, cpuPercent: 5 }, p).action, 'scale-down');
+  assert.equal(s.lastScaleAt, 20_000);
 });

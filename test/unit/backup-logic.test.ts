@@ -67,3 +67,13 @@ test('schemas: seed defaults and named fields', () => {
   const logicalPitr = restoreDatabaseInputSchema.safeParse({ source: { id: 'main', port: 5433 }, instanceId: 'x', kind: 'logical', pointInTime: '2026-11-30T07:00:00Z' });
   assert.ok(!logicalPitr.success && logicalPitr.error.issues.some((i) => i.path.join('.') === 'pointInTime'));
 });
+
+test('config/backups.json: physical hourly, logical daily, verify every 15 min, inputs valid', async () => {
+  const { backupScheduleOptions, DEFAULT_BACKUPS_FILE, loadBackups } = await import('../../src/starters/schedules');
+  const backups = loadBackups(DEFAULT_BACKUPS_FILE);
+  assert.equal(backups[0]!.database.id, 'main');
+  const opts = backupScheduleOptions(backups[0]!, 'q');
+  assert.deepEqual(opts.map((o) => o.scheduleId), ['backup/main/physical', 'backup/main/logical', 'verify-backups/main']);
+  assert.deepEqual(opts.map((o) => o.spec.intervals?.[0]?.every), [3_600_000, 86_400_000, 900_000]);
+  assert.deepEqual(opts.map((o) => (o.action.type === 'startWorkflow' ? o.action.workflowType : '')), ['backupDatabase', 'backupDatabase', 'verifyBackups']);
+});

@@ -146,6 +146,25 @@ test('a recovery within the targets passes; a tiny RTO target fails the verdict 
   });
 });
 
+test("the project cluster 'main', gated and approved: the drill fails before touching anything", async () => {
+  const fake = new FakeStack();
+  await withFake(fake, async (w) => {
+    const handle = await client.workflow.start('recoveryDrill', {
+      taskQueue: w.taskQueue,
+      workflowId: uniqueName('drill/unit'),
+      args: [{ scenario: 'drop-table', target: { database: 'main' }, allowUserData: true, approval: { by: 'alice', reason: 'quarterly drill' } }],
+    });
+    await assert.rejects(handle.result(), (err: unknown) => {
+      const report = ((err as WorkflowFailedError).cause as ApplicationFailure).details?.[0] as DrillReport;
+      assert.equal(report.outcome, 'failed');
+      assert.match(report.error ?? '', /not implemented/);
+      assert.deepEqual(report.rollbacks, []);
+      return true;
+    });
+  });
+  assert.deepEqual(fake.calls, ['drillWriteReport'], 'only the report is written');
+});
+
 test('schema: seed targets, a drill copy by default, the project cluster gated by allowUserData AND an approval', () => {
   const p = recoveryDrillInputSchema.parse({ scenario: 'drop-table' });
   assert.deepEqual(p.targets, { rtoMs: 15 * 60_000, rpoMs: 5 * 60_000 });

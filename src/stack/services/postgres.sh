@@ -168,11 +168,13 @@ pg_start_postmaster() {
 }
 
 # A running cluster whose config file changed: reload, and restart (only the postmaster we
-# recorded) when a changed setting needs it (archive_mode, wal_level...). No change, no restart.
+# recorded) when a setting needs it (archive_mode, wal_level...; also a change an earlier run
+# wrote but could not apply). Nothing pending, no restart.
 pg_apply_config() {
-  [ "$PG_CONFIG_CHANGED" = 1 ] || return 0
-  pg_psql postgres -c 'SELECT pg_reload_conf()' >/dev/null || die "PostgreSQL: reload failed"
-  sleep 0.5
+  if [ "$PG_CONFIG_CHANGED" = 1 ]; then
+    pg_psql postgres -c 'SELECT pg_reload_conf()' >/dev/null || die "PostgreSQL: reload failed"
+    sleep 0.5
+  fi
   local pending
   pending="$(pg_psql postgres -At -c 'SELECT count(*) FROM pg_settings WHERE pending_restart')" || die "PostgreSQL: cannot read pg_settings"
   [ "$pending" = 0 ] && return 0

@@ -133,6 +133,16 @@ export function decide(state: HpaState, obs: Observation, policy: HpaPolicy): Hp
   return { desired, raw, action, ...(heldBy ? { heldBy } : {}), proposals, state: { ...state, recommendations }, reason };
 }
 
+/**
+ * A scale to `replicas` finished at `at`: start the cooldown, and count the new size as a fresh
+ * recommendation. Our loop waits for the scale (the HPA keeps syncing meanwhile), so without it a
+ * scale longer than the down window would leave the window empty, and the first low sample
+ * would scale down at once.
+ */
+export function recordScale(state: HpaState, at: number, replicas: number): HpaState {
+  return { recommendations: [...state.recommendations, { at, replicas }].slice(-MAX_RECOMMENDATIONS), lastScaleAt: at };
+}
+
 function actionOf(current: number, desired: number): HpaDecision['action'] {
   return desired > current ? 'scale-up' : desired < current ? 'scale-down' : 'none';
 }
