@@ -80,6 +80,25 @@ async function accounts(port: number): Promise<number> {
   return withAdminClient(paths, { port, database: 'app' }, async (c) => Number((await c.query<{ n: string }>('SELECT count(*) AS n FROM pgbench_accounts')).rows[0]!.n));
 }
 
+/**
+ * Untimed, before each measurement: the archiver has caught up (a base backup with -X none waits
+ * for its WAL to be archived, so a backlog, e.g. pgbench -i's, would count against whoever runs
+ * first), and dirty pages are flushed.
+ */
+async function settleArchive(port: number): Promise<void> {
+  await withAdminClient(paths, { port, database: 'postgres' }, async (c) => {
+    await c.query('CHECKPOINT');
+    const seg = (await c.query<{ f: string }>('SELECT pg_walfile_name(pg_current_wal_lsn()) AS f')).rows[0]!.f;
+    for (let i = 0; i < 1200; i++) {
+      const last = (await c.query<{ w: string | null }>('SELECT last_archived_wal AS w FROM pg_stat_archiver')).rows[0]!.w;
+      // Everything before the segment being written is archived.
+      if (last && last.slice(8) >= (BigInt(`0x${seg.slice(8)}`) - 1n).toString(16).toUpperCase().padStart(16, '0')) return;
+      await sleep(250);
+    }
+    throw new Error('the WAL archiver did not catch up within 5 min');
+  });
+}
+
 /** The raw restore of a base backup: what an operator types, without checks. */
 async function rawPhysicalRestore(base: string, port: number, dir: string): Promise<void> {
   const data = path.join(dir, 'data');
@@ -146,6 +165,7 @@ async function main(): Promise<void> {
       const rawFirst = round % 2 === 1;
       const both = async (phase: Phase, raw: () => Promise<unknown>, runbook: () => Promise<unknown>) => {
         for (const which of rawFirst ? (['raw', 'runbook'] as const) : (['runbook', 'raw'] as const)) {
+          await settleArchive(src.port);
           const ms = await timed(which === 'raw' ? raw : runbook);
           samples[phase][which].push(ms);
           console.log(`  round ${round + 1} ${phase.padEnd(16)} ${which.padEnd(8)} ${(ms / 1000).toFixed(2)} s`);

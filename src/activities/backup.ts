@@ -15,8 +15,7 @@
  * or kills the previous attempt's orphan child (recorded PID) and redoes the folder. A restore
  * records its instance as 'restoring' first and 'ready' last; a retry redoes a half-done one.
  */
-import { createHash } from 'node:crypto';
-import { createReadStream, existsSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';

@@ -186,7 +186,9 @@ export function createHaproxyActivities({ lbDir, log, pollMs = 250 }: HaproxyDep
       const alreadyDone = existing !== undefined && !existing.status.startsWith('MAINT') && !existing.status.startsWith('DRAIN');
       if (!existing) {
         const inter = input.checkInterMs ?? readModel(dir()).backends.find((x) => x.name === input.backend)?.checkInterMs ?? 2_000;
-        await act(`add server ${b} 127.0.0.1:${input.port} check inter ${inter}ms weight ${input.weight}`, /^New server registered\.?$/);
+        // rise 1: the replica already passed Docker's check and our HTTP probe; one check by HAProxy
+        // itself confirms it can reach it.
+        await act(`add server ${b} 127.0.0.1:${input.port} check inter ${inter}ms rise 1 weight ${input.weight}`, /^New server registered\.?$/);
       }
       if (!alreadyDone) {
         await act(`enable health ${b}`);

@@ -181,6 +181,9 @@ export function runStreamed(bin: string, args: string[], opts: StreamOptions = {
     if (opts.stdoutFile) {
       const tee = spawn('tee', [opts.stdoutFile], { env, stdio: [child.stdout!, 'pipe', 'ignore'] });
       const hasher = spawn('sha256sum', ['-b'], { env, stdio: [tee.stdout!, 'pipe', 'ignore'] });
+      // The children hold their own copies of the pipes: close ours (else 'close' never fires).
+      child.stdout!.destroy();
+      tee.stdout!.destroy();
       hasher.stdout!.on('data', (d: Buffer) => (hashOut += d.toString()));
       helpers.push(exited(tee), exited(hasher));
     } else {

@@ -133,6 +133,21 @@ export function createReplicaActivities({ docker, log, breakers, fetch: fetchImp
     return { service: ref.service, mode: 'containers', desired: cs.length, replicas };
   }
 
+  /** One replica (by slot), inspecting only its container. */
+  async function replicaAt(ref: ReplicaRef, slot: number): Promise<Replica | undefined> {
+    if (ref.mode === 'swarm') {
+      const t = (await swarmTasks(ref.service)).find((x) => x.Slot === slot);
+      if (!t) return undefined;
+      const id = t.Status?.ContainerStatus?.ContainerID;
+      const h = id ? await healthOf(id) : { running: false, health: 'none' as const };
+      return { slot, name: replicaName(ref.service, slot), port: ref.basePort + slot, ...(id ? { containerId: id } : {}), taskId: t.ID, running: h.running && t.Status?.State === 'running', health: h.health };
+    }
+    const c = (await containersOf(ref.service)).find((x) => x.slot === slot);
+    if (!c) return undefined;
+    const h = await healthOf(c.id);
+    return { slot, name: replicaName(ref.service, slot), port: ref.basePort + slot, containerId: c.id, running: h.running, health: h.health };
+  }
+
   /** Swarm: set the replica count (with the spec's version; a conflict is retried by Temporal). */
   async function setSwarmReplicas(service: string, replicas: number): Promise<boolean> {
     const svc = await swarmService(service);
@@ -253,8 +268,7 @@ export function createReplicaActivities({ docker, log, breakers, fetch: fetchImp
       const url = `http://127.0.0.1:${input.basePort + input.slot}/health`;
       let last = 'not started';
       for (;;) {
-        const set = await list(input);
-        const r = set.replicas.find((x) => x.slot === input.slot);
+        const r = await replicaAt(input, input.slot);
         let probe = 0;
         if (r?.running) {
           try {

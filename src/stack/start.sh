@@ -35,6 +35,8 @@ durable-ops is running.
   Alertmanager  $DURABLE_OPS_ALERTMANAGER_URL
   Jaeger API    http://127.0.0.1:16686/api/traces?service=durable-ops-worker
   Codec server  $DURABLE_OPS_CODEC_URL        (UI decoding: sign in at /login with ${DURABLE_OPS_CODEC_TOKEN_FILE:-$DATA/codec/token})
+  HAProxy       http://127.0.0.1:$DURABLE_OPS_HAPROXY_PORT (web)   stats $DURABLE_OPS_HAPROXY_STATS_URL   runtime API $DURABLE_OPS_HAPROXY_SOCKET
+  Nginx         http://127.0.0.1:$DURABLE_OPS_NGINX_PORT (web)   configs rendered in $DURABLE_OPS_LB_DIR
   Demo image    ${DURABLE_OPS_DEMO_IMAGE}
   Logs          $LOG_DIR
 Stop with: npm stop

@@ -197,12 +197,18 @@ export async function scaleService(rawInput: unknown): Promise<ScaleResult> {
   const bringIn = async (slots: number[]) => {
     await quick.addReplicas({ ...ref, slots });
     slots.forEach((s) => present.add(s));
-    for (const s of slots) {
-      await waits.waitReplicaHealthy({ ...ref, slot: s, timeoutMs: input.healthTimeoutMs });
-      await quick.haproxyAddServer({ backend, server: name(s), port: basePort + s, weight: input.weight });
-      await waits.haproxyWaitServerUp({ backend, server: name(s), timeoutMs: input.healthTimeoutMs });
-      rotation.add(s);
-    }
+    // The replicas of one step start together; each joins HAProxy as soon as it is healthy. All
+    // settle before the step fails, so no activity is left running behind the compensations.
+    const gated = await Promise.allSettled(
+      slots.map(async (s) => {
+        await waits.waitReplicaHealthy({ ...ref, slot: s, timeoutMs: input.healthTimeoutMs });
+        await quick.haproxyAddServer({ backend, server: name(s), port: basePort + s, weight: input.weight });
+        await waits.haproxyWaitServerUp({ backend, server: name(s), timeoutMs: input.healthTimeoutMs });
+        rotation.add(s);
+      }),
+    );
+    const failed = gated.find((g): g is PromiseRejectedResult => g.status === 'rejected');
+    if (failed) throw failed.reason;
     await syncRotation();
   };
 

@@ -143,7 +143,10 @@ test('CPU load above target scales up after the up window (and warns high_cpu); 
   const down = await waitUntil('a scale down to 1', async () => {
     const s = await status();
     return s.history.find((d) => d.action === 'scale-down' && d.childOutcome !== undefined) ? s : undefined;
-  }, DOWN_WINDOW_MS + 60_000, 250);
+  }, DOWN_WINDOW_MS + 60_000, 250).catch(async (err: unknown) => {
+    console.log(`  status: ${JSON.stringify(await status())}`);
+    throw err;
+  });
   const downDecision = down.history.find((d) => d.action === 'scale-down')!;
   console.log(`  scale down decided ${downDecision.at - loadEnd} ms after the load ended (down window ${DOWN_WINDOW_MS} ms): ${downDecision.reason}`);
   // Between the end of the load and the scale down, the window held low recommendations.
