@@ -45,14 +45,14 @@ before(async () => {
   lb = await startLoadBalancers(dir);
   client = await connectClient();
   worker = await startWorker({ taskQueue: uniqueName('autoscale-test'), env: { ...process.env, DURABLE_OPS_LB_DIR: dir } });
-  console.log(`  setup: HAProxy and the worker up in ${Date.now() - t0} ms`);
+  console.log(`  setup: HAProxy and the worker up in ${Date.now() - t0} ms (at ${new Date().toISOString()})`);
 });
 
 after(async () => {
   const t0 = Date.now();
   for (const w of workflows) await client?.workflow.getHandle(w).terminate('test cleanup').catch(() => undefined);
   await worker?.stop();
-  console.log(`  cleanup: worker stopped after ${Date.now() - t0} ms`);
+  console.log(`  cleanup: worker stopped after ${Date.now() - t0} ms (at ${new Date().toISOString()})`);
   await client?.connection.close();
   const all = await docker.listContainers({ all: true, filters: { name: [S.service] } });
   await Promise.all(all.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
