@@ -21,7 +21,7 @@ else
   wait_for 120 "the worker" worker_ready
 fi
 
-say "installing the rotation schedules (config/rotations.json)"
+say "installing the schedules (config/rotations.json, backups.json, drills.json)"
 npx tsx "$ROOT/src/starters/schedules.ts" >>"$LOG_DIR/schedules.log" 2>&1 || say "warning: schedules not installed (see $LOG_DIR/schedules.log)"
 
 cat <<EOT
