@@ -6,7 +6,7 @@
  *   <store>/volumes/<volume>/<backupId>/ volume.tar + manifest.json
  * manifest.json is written last, atomically: a folder without one does not exist.
  *
- * Physical backups use `-X none`: the WAL from the backup's start to its end is in the archive
+ * Physical backups use `-Ft -X none --no-manifest` (our manifest.json holds the checksums): the WAL from the backup's start to its end is in the archive
  * (pg_basebackup waits for it to be archived; we check), so one archive serves both the base
  * backups and point-in-time recovery, and retention keeps the archive from the oldest kept base
  * backup's start segment. A cluster without an archive gets a self-contained `-X fetch` backup.
@@ -193,7 +193,7 @@ export async function checkFiles(dir: string, manifest: { files: ManifestFile[] 
 }
 
 /**
- * Run a restore step that reads `file` of the backup while sha256sum hashes it, and fail it
+ * Run a restore step that reads `file` of the backup while openssl hashes it, and fail it
  * as BackupCorrupt (non-retryable: the workflow falls back to the previous backup) when the
  * checksum disagrees, even if the step itself failed on the damaged data first.
  */
@@ -353,22 +353,21 @@ export function createBackupActivities(deps: BackupDeps = {}) {
       await mkdirOwned(store.kindDir(db.id, 'physical'));
       await killRecorded(pidFile);
       await rm(dir, { recursive: true, force: true });
-      await mkdirOwned(dir);
       const archived = existsSync(store.walDir(db.id));
       const startedAt = new Date().toISOString();
-      // The tar goes to stdout, then through tee (to disk) and sha256sum: one pass, no re-read for the checksum.
-      const base = await runStreamed(path.join(p.bin, 'pg_basebackup'), ['-h', '127.0.0.1', '-p', String(db.port), '-U', p.adminUser, '-w', '-D', '-', '-Ft', '-X', archived ? 'none' : 'fetch', '-c', 'fast', '-l', input.backupId], {
+      // pg_basebackup writes base.tar itself, then openssl hashes it (from the page cache). Measured
+      // faster than piping `-D -` through tee and a hasher, which slowed pg_basebackup down ~2x.
+      await run(path.join(p.bin, 'pg_basebackup'), ['-h', '127.0.0.1', '-p', String(db.port), '-U', p.adminUser, '-w', '-D', dir, '-Ft', '-X', archived ? 'none' : 'fetch', '-c', 'fast', '-l', input.backupId, '--no-manifest'], {
         env: await pgEnv(p),
         pidFile,
-        stdoutFile: path.join(dir, 'base.tar'),
         beatDetails: { backup: input.backupId, step: 'pg_basebackup' },
       });
-      await chownOwned(path.join(dir, 'base.tar'));
+      const base = { sha256: await sha256File(path.join(dir, 'base.tar')), bytes: (await stat(path.join(dir, 'base.tar'))).size };
       // The backup history file the server archived: the WAL range the backup needs, and its STOP
       // TIME (when it became consistent). pg_basebackup -X none waits until it is archived.
       const history = archived ? await waitBackupHistory(store, db.id, input.backupId) : undefined;
       if (history) await waitArchived(store, db.id, history.startWal, history.stopWal);
-      const files: ManifestFile[] = [{ path: 'base.tar', bytes: base.bytes!, sha256: base.sha256! }];
+      const files: ManifestFile[] = [{ path: 'base.tar', bytes: base.bytes, sha256: base.sha256 }];
       const finishedAt = new Date().toISOString();
       const manifest: BackupManifest = {
         backupId: input.backupId,
@@ -377,7 +376,7 @@ export function createBackupActivities(deps: BackupDeps = {}) {
         startedAt,
         finishedAt,
         consistentUntil: history?.stopTime ?? finishedAt,
-        sizeBytes: base.bytes!,
+        sizeBytes: base.bytes,
         files,
         ...(history ? { startWal: history.startWal, stopWal: history.stopWal } : {}),
       };
@@ -458,7 +457,7 @@ export function createBackupActivities(deps: BackupDeps = {}) {
       if (!manifest) throw ApplicationFailure.nonRetryable(`no physical backup ${input.backupId} of ${input.source.id}`, 'BackupNotFound');
       // Whatever a previous attempt left (an orphan tar, a half-recovered postmaster) goes first.
       const rec = await instances.prepare(input.instanceId, 'restoring', false, input.source.database);
-      // Extract while sha256sum hashes the same file: the checksum is checked before PostgreSQL starts.
+      // Extract while openssl hashes the same file: the checksum is checked before PostgreSQL starts.
       await streamVerified(dir, manifest, 'base.tar', (file) =>
         run('tar', ['-xf', file, '-C', rec.dataDir], { pidFile: instances.pidFile(input.instanceId), beatDetails: { restore: input.instanceId, step: 'extract base.tar' } }),
       );

@@ -140,6 +140,24 @@ export function createHaproxyActivities({ lbDir, log, pollMs = 250 }: HaproxyDep
 
   const server = async (backend: string, name: string) => (await backendStats(backend)).servers.find((s) => s.name === name);
 
+  /**
+   * Administrative state of every server (`show servers state`: srv_admin_state bits), keyed
+   * "backend/server". `show stat` says "DOWN" for a server that is both drained and failing its
+   * checks, so the model's state is read from here: a drained server must come back drained.
+   */
+  async function adminStates(): Promise<Map<string, LbServer['state']>> {
+    const out = await cmd('show servers state');
+    const states = new Map<string, LbServer['state']>();
+    for (const line of out.split('\n')) {
+      const f = line.trim().split(/\s+/);
+      if (f.length < 7 || line.startsWith('#') || !/^\d+$/.test(f[0]!)) continue;
+      const admin = Number(f[6]);
+      // 0x01 forced, 0x02 inherited, 0x04 config, 0x20 resolution, 0x40 hostname maintenance; 0x08 forced, 0x10 inherited drain.
+      states.set(`${f[1]}/${f[3]}`, admin & 0x67 ? 'maint' : admin & 0x18 ? 'drain' : 'ready');
+    }
+    return states;
+  }
+
   // One re-render at a time in this process; the file writes are atomic either way.
   let persisting: Promise<unknown> = Promise.resolve();
   /** Write the live server set of every declared backend to lb.json and re-render haproxy.cfg. */
@@ -148,14 +166,16 @@ export function createHaproxyActivities({ lbDir, log, pollMs = 250 }: HaproxyDep
       const d = dir();
       const model = readModel(d);
       const live = await rows();
+      const admin = await adminStates();
       for (const b of model.backends) {
         const previous = new Map(b.servers.map((s) => [s.name, s]));
         b.servers = live
           .filter((r) => r.pxname === b.name && r.svname !== 'BACKEND' && r.svname !== 'FRONTEND')
           .map((r) => {
             const st = toServerStats(r);
-            const state = lbState(st.status);
-            const weight = state === 'ready' && st.weight > 0 ? st.weight : (previous.get(st.name)?.weight ?? 1);
+            const state = admin.get(`${b.name}/${st.name}`) ?? lbState(st.status);
+            // A drained server shows its user weight (a staged one: the weight it will serve with).
+            const weight = st.weight > 0 ? st.weight : (previous.get(st.name)?.weight ?? 1);
             return { name: st.name, port: Number(st.addr.split(':').pop()), weight, state };
           });
       }
@@ -200,14 +220,53 @@ export function createHaproxyActivities({ lbDir, log, pollMs = 250 }: HaproxyDep
       return { alreadyDone };
     },
 
-    /** Wait until HAProxy's own health check reports the server UP (heartbeats while waiting). */
+    /**
+     * Put a server in the backend out of rotation, with HAProxy's health checks running: `add
+     * server` (in maintenance), `set server ... state drain` (weight 0: no new session), `enable
+     * health`. Called as soon as the replica is started, so HAProxy's checks run alongside Docker's;
+     * `haproxyReadyServer` puts it in rotation once every check agrees. A server already there with
+     * the same address is left as it is (drained, or in rotation by an earlier attempt); in
+     * maintenance, it is drained and checked. One with another address is an error.
+     */
+    async haproxyStageServer(input: { backend: string; server: string; port: number; weight: number; checkInterMs?: number }): Promise<{ alreadyDone: boolean }> {
+      const b = `${input.backend}/${input.server}`;
+      const existing = await server(input.backend, input.server);
+      if (existing && existing.addr !== `127.0.0.1:${input.port}`) {
+        throw ApplicationFailure.nonRetryable(`HAProxy server ${b} exists with address ${existing.addr}, not 127.0.0.1:${input.port}`, 'ServerConflict');
+      }
+      const state = existing ? (await adminStates()).get(b) : undefined;
+      if (state === 'ready') return { alreadyDone: true };
+      if (state === 'drain') {
+        await act(`enable health ${b}`); // idempotent; a drained server is always checked
+        return { alreadyDone: true };
+      }
+      if (!existing) {
+        const inter = input.checkInterMs ?? readModel(dir()).backends.find((x) => x.name === input.backend)?.checkInterMs ?? 2_000;
+        // rise 1: HAProxy's check is one of three (with Docker's and the workflow's HTTP probe); one
+        // pass by HAProxy itself confirms it can reach the replica.
+        await act(`add server ${b} 127.0.0.1:${input.port} check inter ${inter}ms rise 1 weight ${input.weight}`, /^New server registered\.?$/);
+      }
+      // Checks on first, then from maintenance straight to drain: never in rotation in between, and
+      // a drained server is always a checked one (a retry after a crash between the two finds it so).
+      await act(`enable health ${b}`);
+      await act(`set server ${b} state drain`);
+      await persist();
+      log.info({ backend: input.backend, server: input.server, port: input.port }, 'haproxy server staged (drained, checked)');
+      return { alreadyDone: false };
+    },
+
+    /**
+     * Wait until HAProxy's own health check reports the server UP (heartbeats while waiting). A
+     * drained (staged) server whose checks pass shows DRAIN: up for the checks, not yet in rotation.
+     */
     async haproxyWaitServerUp(input: { backend: string; server: string; timeoutMs: number }): Promise<{ status: string }> {
       const deadline = Date.now() + input.timeoutMs;
       for (;;) {
         const s = await server(input.backend, input.server);
         if (!s) throw ApplicationFailure.nonRetryable(`HAProxy has no server ${input.backend}/${input.server}`, 'ServerNotFound');
         Context.current().heartbeat({ status: s.status });
-        if (/^UP/.test(s.status) && !/^UP \d/.test(s.status)) return { status: s.status };
+        // "UP 2/3", "DRAIN 2/3": failing checks, going down.
+        if (/^(UP|DRAIN)/.test(s.status) && !/^(UP|DRAIN) \d/.test(s.status)) return { status: s.status };
         if (Date.now() > deadline) throw ApplicationFailure.nonRetryable(`HAProxy reports ${input.backend}/${input.server} ${s.status} after ${input.timeoutMs} ms`, 'ServerNotUp');
         await sleep(pollMs);
       }
@@ -223,11 +282,14 @@ export function createHaproxyActivities({ lbDir, log, pollMs = 250 }: HaproxyDep
       return { alreadyDone: false };
     },
 
-    /** Undo a drain (compensation): back in rotation. */
-    async haproxyReadyServer(input: { backend: string; server: string }): Promise<{ alreadyDone: boolean }> {
+    /** Into rotation: a staged server once its checks agree, or undo a drain (compensation). */
+    async haproxyReadyServer(input: { backend: string; server: string; weight?: number }): Promise<{ alreadyDone: boolean }> {
       const s = await server(input.backend, input.server);
       if (!s) return { alreadyDone: true };
-      if (!s.status.startsWith('DRAIN') && !s.status.startsWith('MAINT')) return { alreadyDone: true };
+      // The admin state, not `show stat`'s status: a drained server failing its checks shows DOWN.
+      if ((await adminStates()).get(`${input.backend}/${input.server}`) === 'ready') return { alreadyDone: true };
+      // The weight first (a server restored from the config in drain has weight 0), then ready.
+      if (input.weight !== undefined) await act(`set server ${input.backend}/${input.server} weight ${input.weight}`);
       await act(`set server ${input.backend}/${input.server} state ready`);
       await persist();
       return { alreadyDone: false };

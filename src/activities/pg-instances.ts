@@ -145,7 +145,7 @@ export async function run(bin: string, args: string[], opts: RunOptions = {}): P
 }
 
 export interface StreamOptions extends RunOptions {
-  /** The child's stdout goes into this file (fsynced) through `tee`, and through `sha256sum`. */
+  /** The child's stdout goes into this file (fsynced) through `tee`, and through `openssl dgst -sha256`. */
   stdoutFile?: string;
 }
 
@@ -156,14 +156,17 @@ export interface StreamResult {
   bytes?: number;
 }
 
-/** SHA-256 of a file by coreutils sha256sum: its own process, so it runs on another core beside a restore. */
+/**
+ * SHA-256 of a file by `openssl dgst` (about 1 GB/s with SHA-NI, three times coreutils
+ * sha256sum): its own process, so it runs on another core beside a restore.
+ */
 export async function sha256sum(file: string): Promise<string> {
-  const out = await runStreamed('sha256sum', ['-b', file], { asRoot: true, beatDetails: { hashing: path.basename(file) } });
+  const out = await runStreamed('openssl', ['dgst', '-sha256', '-r', file], { asRoot: true, beatDetails: { hashing: path.basename(file) } });
   return out.stdout.split(' ')[0]!;
 }
 
 /**
- * run(), optionally with stdout piped process-to-process into `tee <file>` and `sha256sum` (the
+ * run(), optionally with stdout piped process-to-process into `tee <file>` and `openssl dgst` (the
  * data never passes through this process: writing and hashing run beside the producer).
  */
 export function runStreamed(bin: string, args: string[], opts: StreamOptions = {}): Promise<StreamResult> {
@@ -180,7 +183,7 @@ export function runStreamed(bin: string, args: string[], opts: StreamOptions = {
     const exited = (c: ReturnType<typeof spawn>) => new Promise<number | null>((res) => c.on('close', (code) => res(code)));
     if (opts.stdoutFile) {
       const tee = spawn('tee', [opts.stdoutFile], { env, stdio: [child.stdout!, 'pipe', 'ignore'] });
-      const hasher = spawn('sha256sum', ['-b'], { env, stdio: [tee.stdout!, 'pipe', 'ignore'] });
+      const hasher = spawn('openssl', ['dgst', '-sha256', '-r'], { env, stdio: [tee.stdout!, 'pipe', 'ignore'] });
       // The children hold their own copies of the pipes: close ours (else 'close' never fires).
       child.stdout!.destroy();
       tee.stdout!.destroy();
@@ -211,7 +214,7 @@ export function runStreamed(bin: string, args: string[], opts: StreamOptions = {
         signal?.removeEventListener('abort', onAbort);
         if (opts.pidFile) await rm(opts.pidFile, { force: true });
         if (code !== 0) throw new Error(`${path.basename(bin)} ${sig ? `killed by ${sig}` : `exited with ${code}`}: ${stderr.trim().split('\n').slice(-5).join(' | ')}`);
-        if (helperCodes.some((c) => c !== 0)) throw new Error(`writing ${opts.stdoutFile}: tee/sha256sum exited with ${helperCodes.join('/')}`);
+        if (helperCodes.some((c) => c !== 0)) throw new Error(`writing ${opts.stdoutFile}: tee/openssl exited with ${helperCodes.join('/')}`);
         if (!opts.stdoutFile) return { stdout };
         const fh = await open(opts.stdoutFile, 'r');
         try {

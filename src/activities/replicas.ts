@@ -48,6 +48,8 @@ export interface ReplicaDeps {
   breakers: BreakerRegistry;
   fetch?: typeof fetch;
   pollMs?: number;
+  /** How often waitReplicaHealthy polls (one container inspect and one HTTP probe). */
+  healthPollMs?: number;
 }
 
 interface ReplicaRef {
@@ -64,7 +66,7 @@ const LABEL_SLOT = 'durable-ops.slot';
 type TaskInfo = { ID: string; Slot?: number; DesiredState?: string; Status?: { State?: string; ContainerStatus?: { ContainerID?: string } } };
 type SwarmServiceSpec = { Mode?: { Replicated?: { Replicas?: number } }; TaskTemplate?: { ContainerSpec?: { Env?: string[] } } };
 
-export function createReplicaActivities({ docker, log, breakers, fetch: fetchImpl = fetch, pollMs = 500 }: ReplicaDeps) {
+export function createReplicaActivities({ docker, log, breakers, fetch: fetchImpl = fetch, pollMs = 500, healthPollMs = 200 }: ReplicaDeps) {
   const engine = <T>(fn: () => Promise<T>) => breakers.call('docker', fn);
 
   async function swarmService(service: string) {
@@ -267,8 +269,22 @@ export function createReplicaActivities({ docker, log, breakers, fetch: fetchImp
       const deadline = Date.now() + input.timeoutMs;
       const url = `http://127.0.0.1:${input.basePort + input.slot}/health`;
       let last = 'not started';
+      // Once the slot has a container, only that container is inspected (one engine call a poll);
+      // the task or container list is read again if it goes away (a replacement task).
+      let known: Replica | undefined;
       for (;;) {
-        const r = await replicaAt(input, input.slot);
+        let r: Replica | undefined;
+        if (known?.containerId) {
+          const h = await healthOf(known.containerId);
+          // Swarm: the task says "running" only once Docker's check passed (its executor waits for
+          // health_status: healthy), a beat after the container's own health state; the container's
+          // state is Docker's report, read directly.
+          r = h.exited ? undefined : { ...known, running: h.running, health: h.health };
+        } else {
+          r = await replicaAt(input, input.slot);
+          if (r?.containerId && input.mode === 'swarm') r = { ...r, running: (await healthOf(r.containerId)).running };
+        }
+        known = r;
         let probe = 0;
         if (r?.running) {
           try {
@@ -285,7 +301,7 @@ export function createReplicaActivities({ docker, log, breakers, fetch: fetchImp
         if (Date.now() > deadline) {
           throw ApplicationFailure.nonRetryable(`replica ${replicaName(input.service, input.slot)} not healthy within ${input.timeoutMs} ms (${last})`, 'ReplicaUnhealthy');
         }
-        await sleep(pollMs);
+        await sleep(healthPollMs);
       }
     },
 

@@ -1,9 +1,10 @@
 /**
  * scaleService: horizontal scaling behind HAProxy (runtime API) and Nginx (rendered upstream),
  * plan -> approval -> apply, one step at a time (seed: parallelism 1, delay 10 s):
- *   scale up    start the step's replicas; each must be running, healthy for Docker and answer
- *               GET /health before it joins HAProxy (add server, enable health, enable server),
- *               and HAProxy must report it UP; then Nginx's upstream is re-rendered and reloaded.
+ *   scale up    start the step's replicas; each joins HAProxy at once drained (add server, enable
+ *               health, state drain: checked, no traffic), and goes into rotation (state ready) only
+ *               when it is running, healthy for Docker, answers GET /health and HAProxy's own check
+ *               reports it UP; then Nginx's upstream is re-rendered and reloaded.
  *   scale down  the highest-numbered replicas first: out of Nginx's upstream (reloaded, old workers
  *               finish), `state drain` in HAProxy, wait until their current sessions reach 0 (or the
  *               drain timeout: a warning alert, then "force" cuts what remains, "rollback" restores
@@ -193,22 +194,36 @@ export async function scaleService(rawInput: unknown): Promise<ScaleResult> {
     return waits.nginxSyncUpstream({ backend, servers: [...rotation].sort((a, b) => a - b).map((n) => ({ name: name(n), port: basePort + n, weight: input.weight })) });
   };
 
-  /** Start replicas, gate each on Docker health + HTTP probe, then HAProxy UP, then Nginx. */
+  /** The first failure of settled promises, thrown (all settle first: nothing left running behind a failure). */
+  const allOrFirstFailure = async (ps: Array<Promise<unknown>>) => {
+    const failed = (await Promise.allSettled(ps)).find((g): g is PromiseRejectedResult => g.status === 'rejected');
+    if (failed) throw failed.reason;
+  };
+
+  /**
+   * Start replicas; each joins HAProxy at the same time, drained (no traffic) with HAProxy's checks
+   * running, so they run alongside Docker's; it goes into rotation only when Docker reports it
+   * healthy, GET /health answers 200 and HAProxy's own check reports it UP. Then Nginx.
+   */
   const bringIn = async (slots: number[]) => {
-    await quick.addReplicas({ ...ref, slots });
+    // Staged (drained, checked: no traffic) while the replicas start: HAProxy's first checks fail
+    // until the replica listens, which is what they are for.
+    await allOrFirstFailure([
+      quick.addReplicas({ ...ref, slots }),
+      ...slots.map((s) => quick.haproxyStageServer({ backend, server: name(s), port: basePort + s, weight: input.weight })),
+    ]);
     slots.forEach((s) => present.add(s));
-    // The replicas of one step start together; each joins HAProxy as soon as it is healthy. All
-    // settle before the step fails, so no activity is left running behind the compensations.
-    const gated = await Promise.allSettled(
+    // The replicas of one step start together; each goes into rotation as soon as its checks agree.
+    await allOrFirstFailure(
       slots.map(async (s) => {
-        await waits.waitReplicaHealthy({ ...ref, slot: s, timeoutMs: input.healthTimeoutMs });
-        await quick.haproxyAddServer({ backend, server: name(s), port: basePort + s, weight: input.weight });
-        await waits.haproxyWaitServerUp({ backend, server: name(s), timeoutMs: input.healthTimeoutMs });
+        await allOrFirstFailure([
+          waits.waitReplicaHealthy({ ...ref, slot: s, timeoutMs: input.healthTimeoutMs }),
+          waits.haproxyWaitServerUp({ backend, server: name(s), timeoutMs: input.healthTimeoutMs }),
+        ]);
+        await quick.haproxyReadyServer({ backend, server: name(s), weight: input.weight });
         rotation.add(s);
       }),
     );
-    const failed = gated.find((g): g is PromiseRejectedResult => g.status === 'rejected');
-    if (failed) throw failed.reason;
     await syncRotation();
   };
 

@@ -59,6 +59,7 @@ after(async () => {
   await Promise.all(demos.map((d) => d.remove()));
   await lb?.stop();
   if (dir) rmSync(dir, { recursive: true, force: true });
+  console.log(`  cleanup: done after ${Date.now() - t0} ms (at ${new Date().toISOString()})`);
 });
 
 async function upServers(): Promise<string[]> {
@@ -90,7 +91,7 @@ test('CPU load above target scales up after the up window (and warns high_cpu); 
     sampleIntervalMs: 1_000,
     minReplicas: 1,
     maxReplicas: 2,
-    targetCpuPercent: 30,
+    targetCpuPercent: 50,
     upStabilizationMs: 6_000,
     downStabilizationMs: DOWN_WINDOW_MS,
     cooldownMs: 0,
@@ -111,7 +112,8 @@ test('CPU load above target scales up after the up window (and warns high_cpu); 
   // Load: a bounded busy loop in replica 1.
   const burnSec = 20;
   const burners = await Promise.all([1, 2].map(() => docker.getContainer(seed.name).exec({ Cmd: ['timeout', String(burnSec), 'sh', '-c', 'while :; do :; done'] })));
-  for (const b of burners) await b.start({ Detach: true });
+  // Detached: the engine answers at once; read that answer, or its socket keeps this process alive.
+  for (const b of burners) ((await b.start({ Detach: true })) as unknown as NodeJS.ReadableStream).resume();
   const loadStart = Date.now();
 
   const up = await waitUntil('a scale up to 2', async () => {

@@ -9,12 +9,13 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { WorkflowFailedError, type Client } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
+import { createResourceActivities } from '../../src/activities/resources';
 import type { ResizeServiceInput } from '../../src/schemas/resize-service';
 import type { PlanView } from '../../src/workflows/shared/approval';
 import type { ResizePlan, ResizeReport } from '../../src/workflows/resize-service';
 import { DEMO_IMAGE, docker, httpStatus, inspect, runDemo, type DemoContainer } from '../helpers/docker';
 import { mailText, waitForMail } from '../helpers/mailpit';
-import { connectClient, startWorker, uniqueName, type RunningWorker } from '../helpers/temporal';
+import { connectClient, startWorker, testLog, uniqueName, type RunningWorker } from '../helpers/temporal';
 import { sleep, waitUntil } from '../helpers/wait';
 
 const MIB = 1024 * 1024;
@@ -86,6 +87,9 @@ test('recommendation within bounds, applied with docker update (no restart), rea
 
   const again: ResizeReport = await (await start({ service: c.name, ...fast, bounds, healthUrl: c.healthUrl })).result();
   assert.equal(again.outcome, 'unchanged', 'the same limits again: nothing to do');
+  // The activity itself is idempotent (a retry after a crash): the same limits again change nothing.
+  const acts = createResourceActivities({ docker, log: testLog });
+  assert.deepEqual(await acts.applyResourceLimits({ service: c.name, mode: 'containers', limits: report.plan!.target }), { changed: false, containers: [] });
 });
 
 test('swarm: explicit limits applied by a rolling service update; the spec and the new task container carry them', async () => {
@@ -211,7 +215,8 @@ test('bad input fails at once, naming the field; a limit below the observed usag
   // Busy the container's CPU for the window (bounded by `timeout`), then ask for less than it uses.
   const c = await demo(19304);
   const exec = await docker.getContainer(c.name).exec({ Cmd: ['timeout', '8', 'sh', '-c', 'while :; do :; done'] });
-  await exec.start({ Detach: true });
+  // Detached: the engine answers at once; read that answer, or its socket keeps this process alive.
+  ((await exec.start({ Detach: true })) as unknown as NodeJS.ReadableStream).resume();
   const f = failureOf(await (await start({ service: c.name, ...fast, windowMs: 4_000, limits: { cpu: 0.05 } })).result().catch((e: unknown) => e));
   assert.equal(f.type, 'InvalidInput');
   assert.match(f.message, /limits\.cpu: 0\.05 CPU is below the observed usage floor/);

@@ -14,7 +14,7 @@
 #              role Vault's database engine connects as (its password is rotated by Vault).
 # The postmaster runs in the foreground under start_bg, so the recorded PID is the postmaster.
 
-APT_PACKAGES+=(postgresql)
+APT_PACKAGES+=(postgresql openssl) # openssl dgst: the backup checksums
 EXTRA_SERVICES+=(ensure_postgres)
 
 PG_BIN="${DURABLE_OPS_PG_BIN:-/usr/lib/postgresql/15/bin}"
