@@ -2,7 +2,7 @@
  * scaleService on the real stack: real Docker (containers and Swarm services of the demo image on
  * the host network), a real HAProxy 2.6 driven through its runtime API and a real Nginx reloaded
  * from the rendered upstream, both started by this file from the same code the stack uses
- * (src/stack/lb.ts) on loopback ports 19100-19299, and real traffic from autocannon.
+ * (src/stack/lb.ts) on loopback ports 19100-19299 and 19500-19519, and real traffic from autocannon.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -34,6 +34,7 @@ const B = {
   u: { backend: 'scale-u', service: `scaleu-${id}`, frontendPort: 19141, base: 19150 },
   k: { backend: 'scale-k', service: `scalek-${id}`, frontendPort: 19161, base: 19170 },
   a: { backend: 'scale-a', service: `scalea-${id}`, frontendPort: 19201, base: 19210 },
+  g: { backend: 'scale-g', service: `scaleg-${id}`, frontendPort: 19501, base: 19510 },
 } as const;
 type Scenario = (typeof B)[keyof typeof B];
 
@@ -286,6 +287,41 @@ test('a replica that never turns healthy: rolled back to the starting set, alert
   assert.equal(seen.get(`${s.service}-2`) ?? 0, 0, 'no session ever reached the unhealthy replica');
   assert.equal(loads[0]!.errors + loads[0]!.non2xx, 0, 'no failed request meanwhile');
   await waitForMail(`${s.service} scaling`, 1, 30_000);
+});
+
+test('a new replica up for HAProxy but not yet healthy for Docker: staged drained, no traffic until all checks agree', async () => {
+  const s = B.g;
+  // Replica 1 (and so every clone) with a 6 s Docker health interval: Docker says "starting" for
+  // ~6 s while the replica already answers /health and HAProxy's checks (inter 500 ms) pass.
+  const d = await runDemo({ name: `${s.service}-1`, port: s.base + 1, healthIntervalMs: 6_000 });
+  demos.push(d);
+  await waitUntil(`${d.name} UP in HAProxy`, async () => (await stat(s.backend)).some((r) => r.svname === d.name && r.status === 'UP'), 30_000);
+  const server = `${s.service}-2`;
+  const seen: Array<{ status: string; stot: number }> = [];
+  let watching = true;
+  const watcher = (async () => {
+    while (watching) {
+      const r = (await stat(s.backend)).find((x) => x.svname === server);
+      if (r) seen.push({ status: r.status!, stot: Number(r.stot) });
+      await sleep(100);
+    }
+  })();
+  const { loads, value } = await underLoad([`http://127.0.0.1:${s.frontendPort}/`], async () => {
+    const r = (await (await run(s, { replicas: 2 })).result()) as ScaleResult;
+    await sleep(1_000); // traffic over both
+    return r;
+  });
+  watching = false;
+  await watcher;
+  assert.equal(value.outcome, 'scaled');
+  await assertInRotation(s, [1, 2]);
+  const staged = seen.filter((x) => x.status !== 'UP');
+  const drainedUp = staged.filter((x) => x.status === 'DRAIN').length;
+  console.log(`staged ${server}: ${staged.length} samples out of rotation, ${drainedUp} of them with HAProxy's checks passing (DRAIN); sessions then: ${Math.max(0, ...staged.map((x) => x.stot))}`);
+  assert.ok(drainedUp >= 5, `HAProxy's checks passed while Docker still said starting (${drainedUp} DRAIN samples)`);
+  assert.equal(Math.max(0, ...staged.map((x) => x.stot)), 0, 'no session reached it before it was in rotation');
+  assert.ok(seen.at(-1)!.stot > 0, 'in rotation, it takes traffic');
+  assert.equal(loads[0]!.errors + loads[0]!.non2xx, 0, 'no failed request');
 });
 
 test('worker SIGKILLed mid scale-up and mid scale-down: exactly the target replicas', async () => {
