@@ -73,7 +73,8 @@ async function timed(fn: () => Promise<unknown>): Promise<number> {
 
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor((s.length - 1) / 2)]!;
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 };
 
 async function accounts(port: number): Promise<number> {
