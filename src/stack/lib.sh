@@ -67,7 +67,18 @@ ensure_apt_packages() {
   [ "$(id -u)" -eq 0 ] || die "missing Debian packages (${missing[*]}); run as root or install them: apt-get install -y ${missing[*]}"
   say "installing Debian packages: ${missing[*]}"
   apt-get update -qq >"$LOG_DIR/apt.log" 2>&1
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >>"$LOG_DIR/apt.log" 2>&1 || die "apt-get install failed (see $LOG_DIR/apt.log)"
+  # The packages' own services (system nginx on :80, the system PostgreSQL cluster, ...) must not
+  # start: the project runs its own instances on 127.0.0.1. policy-rc.d (Debian's mechanism)
+  # forbids service starts during the install; ours only, removed after.
+  local policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    policy=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\n# durable-ops: no service starts during apt-get install\nexit 101\n' >"$policy" && chmod 0755 "$policy"
+  fi
+  local rc=0
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >>"$LOG_DIR/apt.log" 2>&1 || rc=$?
+  [ -n "$policy" ] && rm -f "$policy"
+  [ "$rc" -eq 0 ] || die "apt-get install failed (see $LOG_DIR/apt.log)"
 }
 
 # cached_build BIN WHAT BUILDER [ARGS...]: build BIN once into the cache (its path carries the
