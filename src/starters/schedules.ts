@@ -69,9 +69,13 @@ export function scheduleOptions(r: RotateCredentialParams, taskQueue: string): S
 
 /** Create each schedule, or update it to the configured one. Returns what was done per id. */
 export async function installSchedules(client: Client, rotations: RotateCredentialParams[], taskQueue: string): Promise<Record<string, 'created' | 'updated'>> {
+  return upsertSchedules(client, rotations.map((r) => scheduleOptions(r, taskQueue)));
+}
+
+/** Create each schedule, or update an existing one to these options (idempotent). */
+export async function upsertSchedules(client: Client, all: ScheduleOptions[]): Promise<Record<string, 'created' | 'updated'>> {
   const done: Record<string, 'created' | 'updated'> = {};
-  for (const r of rotations) {
-    const opts = scheduleOptions(r, taskQueue);
+  for (const opts of all) {
     try {
       await client.schedule.create(opts);
       done[opts.scheduleId] = 'created';
@@ -138,19 +142,7 @@ export function drillScheduleOptions(d: DrillSchedule, taskQueue: string): Sched
 
 /** Create each drill schedule, or update it to the configured one. */
 export async function installDrillSchedules(client: Client, drills: DrillSchedule[], taskQueue: string): Promise<Record<string, 'created' | 'updated'>> {
-  const done: Record<string, 'created' | 'updated'> = {};
-  for (const d of drills) {
-    const opts = drillScheduleOptions(d, taskQueue);
-    try {
-      await client.schedule.create(opts);
-      done[opts.scheduleId] = 'created';
-    } catch (err) {
-      if (!(err instanceof ScheduleAlreadyRunning)) throw err;
-      await client.schedule.getHandle(opts.scheduleId).update((prev) => ({ ...prev, spec: opts.spec, action: opts.action, policies: opts.policies }));
-      done[opts.scheduleId] = 'updated';
-    }
-  }
-  return done;
+  return upsertSchedules(client, drills.map((d) => drillScheduleOptions(d, taskQueue)));
 }
 
 /**
@@ -219,18 +211,7 @@ export function backupScheduleOptions(b: BackupSchedule, taskQueue: string): Sch
 
 /** Create each backup schedule, or update it to the configured one. */
 export async function installBackupSchedules(client: Client, backups: BackupSchedule[], taskQueue: string): Promise<Record<string, 'created' | 'updated'>> {
-  const done: Record<string, 'created' | 'updated'> = {};
-  for (const opts of backups.flatMap((b) => backupScheduleOptions(b, taskQueue))) {
-    try {
-      await client.schedule.create(opts);
-      done[opts.scheduleId] = 'created';
-    } catch (err) {
-      if (!(err instanceof ScheduleAlreadyRunning)) throw err;
-      await client.schedule.getHandle(opts.scheduleId).update((prev) => ({ ...prev, spec: opts.spec, action: opts.action, policies: opts.policies }));
-      done[opts.scheduleId] = 'updated';
-    }
-  }
-  return done;
+  return upsertSchedules(client, backups.flatMap((b) => backupScheduleOptions(b, taskQueue)));
 }
 
 async function main(): Promise<void> {
