@@ -6,6 +6,7 @@ export DURABLE_OPS_SESSION=start
 
 ensure_installed
 ensure_services
+start_pg_instances
 
 if recorded_alive worker; then
   say "worker already running (pid $(head -1 "$RUN_DIR/worker.pid"))"

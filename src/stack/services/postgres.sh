@@ -246,3 +246,35 @@ ensure_postgres() {
   pg_start_postmaster
   pg_setup
 }
+
+# The instances the engine created (restores, drill copies; registry: <instances>/<id>/instance.json).
+# npm stop stops them with the rest of the stack (pg_ctl, by the postmaster.pid of their own data
+# folder); npm start brings back the ones that were ready, as the project cluster comes back.
+pg_instances_ready() {
+  local f
+  for f in "$PG_INSTANCES_DIR"/*/instance.json; do
+    [ -f "$f" ] || continue
+    grep -q '"state": *"ready"' "$f" && dirname "$f"
+  done
+  return 0
+}
+
+stop_pg_instances() {
+  local dir
+  [ -d "$PG_INSTANCES_DIR" ] || return 0
+  for dir in "$PG_INSTANCES_DIR"/*/; do
+    [ -f "$dir/data/postmaster.pid" ] || continue
+    say "stopping PostgreSQL instance $(basename "$dir")"
+    pg_as_owner "$PG_BIN/pg_ctl" stop -D "$dir/data" -m fast -w -t 60 >/dev/null 2>&1 || say "warning: instance $(basename "$dir") did not stop (see $dir/postgres.log)"
+  done
+}
+
+start_pg_instances() {
+  local dir
+  while read -r dir; do
+    [ -n "$dir" ] || continue
+    pg_as_owner "$PG_BIN/pg_ctl" status -D "$dir/data" >/dev/null 2>&1 && continue
+    say "starting PostgreSQL instance $(basename "$dir")"
+    pg_as_owner "$PG_BIN/pg_ctl" start -D "$dir/data" -l "$dir/postgres.log" -w -t 60 >/dev/null 2>&1 || say "warning: instance $(basename "$dir") did not start (see $dir/postgres.log)"
+  done < <(pg_instances_ready)
+}
