@@ -11,9 +11,11 @@
  * the project cluster's superuser and password, scram only. Everything is idempotent by id.
  */
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { chmod, chown, mkdir, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Context } from '@temporalio/activity';
@@ -82,6 +84,17 @@ function postgresIds(): { uid: number; gid: number } {
 }
 
 /** mkdir -p, each created level (and the leaf) owned by postgres when we are root. */
+/**
+ * Where an instance's unix socket lives. PostgreSQL refuses a socket path over 107 bytes, which a
+ * deep instances folder (e.g. /var/lib/durable-ops/postgres-<hash>/instances/<long id>/run) exceeds:
+ * then the socket goes to a short per-instance folder under the system temp folder.
+ */
+export function socketDirFor(instanceDir: string): string {
+  const preferred = path.join(instanceDir, 'run');
+  if (`${preferred}/.s.PGSQL.65535`.length <= 107) return preferred;
+  return path.join(os.tmpdir(), 'durable-ops-pg', createHash('sha256').update(instanceDir).digest('hex').slice(0, 16));
+}
+
 export async function mkdirOwned(dir: string, mode = 0o750): Promise<void> {
   const missing: string[] = [];
   for (let d = path.resolve(dir); !existsSync(d); d = path.dirname(d)) missing.unshift(d);
@@ -175,7 +188,8 @@ export function runStreamed(bin: string, args: string[], opts: StreamOptions = {
   const [cmd, ...cmdArgs] = asOwner ? ['setpriv', '--reuid=postgres', '--regid=postgres', '--init-groups', '--', ...argv] : argv;
   return new Promise<StreamResult>((resolve, reject) => {
     const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: 'C.UTF-8' };
-    const child = spawn(cmd!, cmdArgs, { env: { ...env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    // cwd /: the postgres user may not be allowed into the caller's folder (a clone under a private one).
+    const child = spawn(cmd!, cmdArgs, { env: { ...env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'], cwd: '/' });
     let stdout = '';
     let stderr = '';
     let hashOut = '';
@@ -406,7 +420,7 @@ export class PgInstances {
   async configure(rec: InstanceRecord, recovery?: { restoreFrom: string; targetTime?: string }): Promise<void> {
     const archiveDir = rec.archive ? path.join(this.paths.backupDir, rec.id, 'wal') : undefined;
     if (archiveDir) await mkdirOwned(archiveDir);
-    const socketDir = path.join(this.dir(rec.id), 'run');
+    const socketDir = socketDirFor(this.dir(rec.id));
     await mkdirOwned(socketDir, 0o755);
     for (const [name, text] of [
       ['durable-ops.conf', instanceConf({ port: rec.port, socketDir, archiveDir, recovery })],
@@ -460,6 +474,7 @@ export class PgInstances {
     if (!existsSync(this.dir(id))) return false;
     await this.stop(id, 'immediate').catch((err: unknown) => this.log?.warn({ instance: id, err: String(err) }, 'stop before drop failed'));
     await rm(this.dir(id), { recursive: true, force: true });
+    await rm(socketDirFor(this.dir(id)), { recursive: true, force: true });
     return true;
   }
 

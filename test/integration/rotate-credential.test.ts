@@ -71,6 +71,13 @@ after(async () => {
   for (const app of apps) for (const r of ['a', 'b']) await admin(`DROP ROLE IF EXISTS ${app}_${r}`).catch(() => undefined);
 });
 
+/**
+ * The image's own health check (seed: every 30 s) for the test services, but checked every 500 ms:
+ * Swarm's rolling update waits for each new task to be healthy, and the tests need not wait 30 s.
+ * An empty Test inherits the image's command.
+ */
+const FAST_HEALTH = { Test: [], Interval: 500_000_000, Timeout: 3_000_000_000, Retries: 3, StartPeriod: 0 };
+
 const rotate = (input: Record<string, unknown>, taskQueue = worker.taskQueue) => startRunbook(client, 'rotateCredential', input, { taskQueue });
 
 test('postgres: two rotations with a client querying all along: 0 failed queries; the old role revoked; no secret in history, logs or alerts', async () => {
@@ -238,7 +245,7 @@ test('docker-secret: a new versioned Swarm secret rolled into the consuming serv
   // First rotation creates v1 for a service that does not use it yet: attach it by hand, as a deploy would.
   await docker.createService({
     Name: name,
-    TaskTemplate: { ContainerSpec: { Image: image, Env: ['PORT=18700'] }, Networks: [{ Target: 'host' }] },
+    TaskTemplate: { ContainerSpec: { Image: image, Env: ['PORT=18700'], HealthCheck: FAST_HEALTH }, Networks: [{ Target: 'host' }] },
     Mode: { Replicated: { Replicas: 1 } },
   });
   const r1: RotationReport = await (await rotate({ credentialId: secretName, vaultPath, target: { kind: 'docker-secret', secretName, services: [name], updateDelayMs: 0 } })).result();
@@ -309,7 +316,7 @@ for (const [i, crashAfter] of ['createSwarmSecret', 'attachSwarmSecret'].entries
     const image = process.env.DURABLE_OPS_DEMO_IMAGE ?? 'durable-ops/demo-service:latest';
     await docker.createService({
       Name: name,
-      TaskTemplate: { ContainerSpec: { Image: image, Env: [`PORT=${18701 + i}`] }, Networks: [{ Target: 'host' }] },
+      TaskTemplate: { ContainerSpec: { Image: image, Env: [`PORT=${18701 + i}`], HealthCheck: FAST_HEALTH }, Networks: [{ Target: 'host' }] },
       Mode: { Replicated: { Replicas: 1 } },
     });
     const input = { credentialId: secretName, vaultPath, target: { kind: 'docker-secret', secretName, services: [name], updateDelayMs: 0 } };
