@@ -146,8 +146,17 @@ recorded_alive() {
 start_bg() {
   local name="$1"; shift
   setsid nohup "$@" >>"$LOG_DIR/$name.log" 2>&1 </dev/null &
-  printf '%s\n%s\n' "$!" "$*" >"$RUN_DIR/$name.pid"
+  local pid=$!
+  printf '%s\n%s\n' "$pid" "$*" >"$RUN_DIR/$name.pid"
   echo "$name" >>"$RUN_DIR/started-by-${DURABLE_OPS_SESSION:-$$}"
+  # Until setsid and nohup have exec'd the command, the PID's command line is theirs and
+  # recorded_alive would call the new process dead: wait for the exec (a few ms; at most 3 s).
+  local _
+  for _ in $(seq 1 60); do
+    recorded_alive "$name" && break
+    [ -d "/proc/$pid" ] || break
+    sleep 0.05
+  done
 }
 
 # stop_recorded NAME: stop only the process we recorded, if it is still that process.
