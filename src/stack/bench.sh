@@ -42,3 +42,7 @@ npx tsx bench/backup.ts
 # Horizontal scaling 1 -> 5 -> 1 under load through HAProxy: scaleService (health-gated, drained)
 # next to plain `docker service scale`. Runs its own HAProxy (127.0.0.1:19250-19259) and worker.
 npx tsx bench/scale.ts
+
+# Recovery drills (delete-data-folder, drop-table, corrupt-backup) on drill copies: measured RTO and
+# RPO against the seed's targets. Own worker; drill copies on 127.0.0.1:18800-18899, removed by the drills.
+npx tsx bench/drill.ts
