@@ -12,16 +12,15 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { NativeConnection, Runtime, DefaultLogger } from '@temporalio/worker';
 import { Command } from 'commander';
 import { loadConfig } from '../src/config/env';
 import { createLogger } from '../src/config/logger';
 import { startRunbook } from '../src/starters/runbooks';
 import { startAlertReceiver } from '../src/workers/alert-receiver';
-import { activityDeps, connectClient, createDocker } from '../src/workers/clients';
+import { createDocker } from '../src/workers/clients';
 import { runDockerEventBridge } from '../src/workers/docker-events';
-import { createWorker } from '../src/workers/worker';
 import { promAlerts, promQuery, startMonitoring } from '../test/helpers/prometheus';
+import { startBenchWorker } from './worker';
 
 const opts = new Command('bench-alert-path').option('--rounds <n>', 'rounds', (v) => Math.max(1, Number.parseInt(v, 10) || 3), 3).parse().opts<{ rounds: number }>();
 const config = loadConfig();
@@ -82,11 +81,8 @@ const stats = (xs: number[]) => {
 };
 
 async function main(): Promise<number> {
-  Runtime.install({ logger: new DefaultLogger('ERROR') });
-  const client = await connectClient(config);
-  const connection = await NativeConnection.connect({ address: config.DURABLE_OPS_TEMPORAL_ADDRESS });
-  const worker = await createWorker({ connection, namespace: config.DURABLE_OPS_NAMESPACE, taskQueue, deps: activityDeps(config, log, { client, taskQueue }), bundlePath: config.DURABLE_OPS_WORKFLOW_BUNDLE });
-  const running = worker.run();
+  const bench = await startBenchWorker(config, log, taskQueue);
+  const { client } = bench;
   const receiver = (await startAlertReceiver({ port: 0, client, docker, taskQueue, log }))!;
   const monitoring = await startMonitoring({ receiverUrl: receiver.url });
   const samples: Array<{ round: number; path: Path; ms: number }> = [];
@@ -129,10 +125,7 @@ async function main(): Promise<number> {
     }
     await monitoring.stop();
     await receiver.close();
-    worker.shutdown();
-    await running;
-    await connection.close();
-    await client.connection.close();
+    await bench.stop();
   }
   const of = (p: Path) => samples.filter((s) => s.path === p).map((s) => s.ms);
   const summary = of('events').length && of('alert').length ? { events: stats(of('events')), alert: stats(of('alert')) } : undefined;

@@ -16,16 +16,14 @@ import { readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { Command, InvalidArgumentError } from 'commander';
 import { chownOwned, instanceConf, mkdirOwned, pgEnv, pgPaths, PgInstances, run, withAdminClient } from '../src/activities/pg-instances';
 import { loadConfig } from '../src/config/env';
 import { createLogger } from '../src/config/logger';
 import { startRunbook } from '../src/starters/runbooks';
-import { activityDeps, connectClient } from '../src/workers/clients';
-import { createWorker } from '../src/workers/worker';
 import type { BackupDatabaseResult } from '../src/workflows/backup-database';
 import type { RestoreDatabaseResult } from '../src/workflows/restore-database';
+import { startBenchWorker } from './worker';
 
 const TARGET_RATIO = 1.1;
 const RESULTS = new URL('./results/backup.json', import.meta.url);
@@ -142,11 +140,8 @@ async function stopRaw(dir: string): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  Runtime.install({ logger: new DefaultLogger('ERROR') });
-  const client = await connectClient(config);
-  const connection = await NativeConnection.connect({ address: config.DURABLE_OPS_TEMPORAL_ADDRESS });
-  const worker = await createWorker({ connection, namespace: config.DURABLE_OPS_NAMESPACE, taskQueue, deps: activityDeps(config, log, { client, taskQueue }), bundlePath: config.DURABLE_OPS_WORKFLOW_BUNDLE });
-  const running = worker.run();
+  const bench = await startBenchWorker(config, log, taskQueue);
+  const { client } = bench;
   const env = await pgEnv(paths);
   let dbBytes = 0;
   try {
@@ -223,10 +218,7 @@ async function main(): Promise<void> {
     await rm(scratch, { recursive: true, force: true }).catch(() => undefined);
     for (const rec of await instances.list()) if (rec.id.endsWith(`-${process.pid}`)) await instances.drop(rec.id).catch(() => undefined);
     await rm(path.join(paths.backupDir, sourceId), { recursive: true, force: true });
-    worker.shutdown();
-    await running;
-    await connection.close();
-    await client.connection.close();
+    await bench.stop();
   }
 
   const phases = Object.fromEntries(

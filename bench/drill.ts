@@ -8,16 +8,14 @@
  * Exits 0 whether or not the targets are met; 1 only if the bench itself broke.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { WorkflowFailedError } from '@temporalio/client';
 import { Command, InvalidArgumentError } from 'commander';
 import { RPO_TARGET_MS, RTO_TARGET_MS } from '../src/config/defaults';
 import { loadConfig } from '../src/config/env';
 import { createLogger } from '../src/config/logger';
 import { startRunbook } from '../src/starters/runbooks';
-import { activityDeps, connectClient } from '../src/workers/clients';
-import { createWorker } from '../src/workers/worker';
 import type { DrillReport } from '../src/workflows/recovery-drill';
+import { startBenchWorker } from './worker';
 
 const SCENARIOS = ['delete-data-folder', 'drop-table', 'corrupt-backup'] as const;
 const RESULTS = new URL('./results/drill.json', import.meta.url);
@@ -45,11 +43,8 @@ setTimeout(() => {
 }, 20 * 60_000).unref();
 
 async function main(): Promise<void> {
-  Runtime.install({ logger: new DefaultLogger('ERROR') });
-  const client = await connectClient(config);
-  const connection = await NativeConnection.connect({ address: config.DURABLE_OPS_TEMPORAL_ADDRESS });
-  const worker = await createWorker({ connection, namespace: config.DURABLE_OPS_NAMESPACE, taskQueue, deps: activityDeps(config, log, { client, taskQueue }), bundlePath: config.DURABLE_OPS_WORKFLOW_BUNDLE });
-  const running = worker.run();
+  const bench = await startBenchWorker(config, log, taskQueue);
+  const { client } = bench;
   const drills: Array<{ scenario: string; workflowId: string; verdict: string; rtoMs?: number; rpoMs?: number; rtoVerdict: string; rpoVerdict: string; reportDir?: string; error?: string }> = [];
   try {
     for (const scenario of SCENARIOS) {
@@ -78,10 +73,7 @@ async function main(): Promise<void> {
       console.log(`  ${scenario.padEnd(19)} RTO ${s(row.rtoMs)} (${row.rtoVerdict})  RPO ${s(row.rpoMs)} (${row.rpoVerdict})  ${row.verdict}`);
     }
   } finally {
-    worker.shutdown();
-    await running;
-    await connection.close();
-    await client.connection.close();
+    await bench.stop();
   }
   console.log(`\nrecovery drills on drill copies of ${opts.rows} rows; targets RTO ${RTO_TARGET_MS / 60_000} min, RPO ${RPO_TARGET_MS / 60_000} min`);
   mkdirSync(new URL('./results/', import.meta.url), { recursive: true });

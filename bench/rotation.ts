@@ -9,15 +9,13 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { Command } from 'commander';
 import { pgSettings, withPgClient } from '../src/activities/postgres';
 import { vaultSettings, VaultSession } from '../src/activities/vault';
 import { loadConfig } from '../src/config/env';
 import { createLogger } from '../src/config/logger';
 import { startRunbook } from '../src/starters/runbooks';
-import { activityDeps, connectClient } from '../src/workers/clients';
-import { createWorker } from '../src/workers/worker';
+import { startBenchWorker } from './worker';
 
 const opts = new Command('bench-rotation').option('--rounds <n>', 'rounds', (v) => Math.max(1, Number.parseInt(v, 10) || 5), 5).parse().opts<{ rounds: number }>();
 const config = loadConfig();
@@ -48,12 +46,9 @@ async function currentCreds() {
 }
 
 async function main() {
-  Runtime.install({ logger: new DefaultLogger('ERROR') });
   for (const r of ['a', 'b']) await admin(`CREATE ROLE ${app}_${r} NOLOGIN INHERIT IN ROLE app_rw`);
-  const client = await connectClient(config);
-  const connection = await NativeConnection.connect({ address: config.DURABLE_OPS_TEMPORAL_ADDRESS });
-  const worker = await createWorker({ connection, namespace: config.DURABLE_OPS_NAMESPACE, taskQueue, deps: activityDeps(config, log, { client, taskQueue }), bundlePath: config.DURABLE_OPS_WORKFLOW_BUNDLE });
-  const running = worker.run();
+  const bench = await startBenchWorker(config, log, taskQueue);
+  const { client } = bench;
   const input = { credentialId: app, vaultPath, target: { kind: 'postgres-role', app }, gracePeriodMs: 10_000 };
   const workflowMs: number[] = [];
   const rawMs: number[] = [];
@@ -91,10 +86,7 @@ async function main() {
       rawMs.push(performance.now() - t0);
     }
   } finally {
-    worker.shutdown();
-    await running;
-    await connection.close();
-    await client.connection.close();
+    await bench.stop();
     for (const r of ['a', 'b']) await admin(`DROP ROLE IF EXISTS ${app}_${r}`).catch(() => undefined);
   }
   const w = stats(workflowMs);

@@ -20,7 +20,6 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import autocannon from 'autocannon';
 import { Command } from 'commander';
 import Docker from 'dockerode';
@@ -31,9 +30,8 @@ import { loadConfig } from '../src/config/env';
 import { createLogger } from '../src/config/logger';
 import { initLbDir, startLoadBalancers } from '../src/stack/lb';
 import { startRunbook } from '../src/starters/runbooks';
-import { activityDeps, connectClient } from '../src/workers/clients';
-import { createWorker } from '../src/workers/worker';
 import type { ScaleResult } from '../src/workflows/scale-service';
+import { startBenchWorker } from './worker';
 
 const run = promisify(execFile);
 const opts = new Command('bench-scale')
@@ -122,7 +120,6 @@ async function createService(way: (typeof WAYS)[keyof typeof WAYS]) {
 }
 
 async function main() {
-  Runtime.install({ logger: new DefaultLogger('ERROR') });
   const dir = mkdtempSync(path.join(tmpdir(), 'bench-scale-'));
   const server = (way: (typeof WAYS)[keyof typeof WAYS], n: number) => ({ name: `${way.service}-${n}`, port: way.base + n, weight: 1, state: 'ready' as const });
   initLbDir(dir, {
@@ -134,17 +131,9 @@ async function main() {
     ],
   });
   const lb = await startLoadBalancers(dir);
-  const client = await connectClient(config);
-  const connection = await NativeConnection.connect({ address: config.DURABLE_OPS_TEMPORAL_ADDRESS });
-  const worker = await createWorker({
-    connection,
-    namespace: config.DURABLE_OPS_NAMESPACE,
-    taskQueue,
-    deps: activityDeps(config, log, { client, taskQueue }),
-    bundlePath: config.DURABLE_OPS_WORKFLOW_BUNDLE,
-  });
+  const bench = await startBenchWorker(config, log, taskQueue);
+  const { client } = bench;
   process.env.DURABLE_OPS_LB_DIR = dir; // the activities read it at call time
-  const running = worker.run();
   try {
     for (const way of Object.values(WAYS)) await createService(way);
     for (const way of Object.values(WAYS)) {
@@ -232,10 +221,7 @@ async function main() {
     writeFileSync(new URL('./results/scale.json', import.meta.url), `${JSON.stringify(result, null, 2)}\n`);
   } finally {
     for (const way of Object.values(WAYS)) await docker.getService(way.service).remove().catch(() => undefined);
-    worker.shutdown();
-    await running.catch(() => undefined);
-    await connection.close();
-    await client.connection.close();
+    await bench.stop().catch(() => undefined);
     await lb.stop();
     rmSync(dir, { recursive: true, force: true });
   }
