@@ -80,6 +80,15 @@ const FAST_HEALTH = { Test: [], Interval: 500_000_000, Timeout: 3_000_000_000, R
 
 const rotate = (input: Record<string, unknown>, taskQueue = worker.taskQueue) => startRunbook(client, 'rotateCredential', input, { taskQueue });
 
+/** After a rotation through a crash: done, exactly one new Vault version (no orphan pending one), and the password on the new role is the one Vault holds as current. */
+async function assertRotatedOnce(report: RotationReport, app: string, vaultPath: string, before: { version: number }): Promise<void> {
+  assert.equal(report.phase, 'done');
+  const after = await currentCreds(vaultPath);
+  assert.equal(after.version, before.version + 1, 'one new version, not two');
+  assert.equal(Object.keys((await vault.kvMetadata(vaultPath))!.versions).length, 2, 'no orphan pending version');
+  assert.equal(await whoami(after), `${app}_b`, 'the password set on the role is the one Vault holds as current');
+}
+
 test('postgres: two rotations with a client querying all along: 0 failed queries; the old role revoked; no secret in history, logs or alerts', async () => {
   const app = await newApp();
   const vaultPath = `durable-ops/it-${app}`;
@@ -183,12 +192,7 @@ test('worker SIGKILLed during the finish phase: a new worker completes it; exact
       await encClient.connection.close();
     }
   });
-  assert.equal(held.phase, 'done');
-  const after = await currentCreds(vaultPath);
-  assert.equal(after.version, before.version + 1, 'one new version, not two');
-  const meta = await vault.kvMetadata(vaultPath);
-  assert.equal(Object.keys(meta!.versions).length, 2);
-  assert.equal(await whoami(after), `${app}_b`);
+  await assertRotatedOnce(held, app, vaultPath, before);
 });
 
 test('worker SIGKILLed during the set phase (its ALTER ROLE blocked by a lock): completes once, one new version, one password', async () => {
@@ -216,11 +220,7 @@ test('worker SIGKILLed during the set phase (its ALTER ROLE blocked by a lock): 
       await encClient.connection.close();
     }
   });
-  assert.equal(report.phase, 'done');
-  const after = await currentCreds(vaultPath);
-  assert.equal(after.version, before.version + 1, 'one new version, not two');
-  assert.equal(Object.keys((await vault.kvMetadata(vaultPath))!.versions).length, 2);
-  assert.equal(await whoami(after), `${app}_b`, 'the password set is the one in Vault');
+  await assertRotatedOnce(report, app, vaultPath, before);
 });
 
 test('vault-only: a new version, labelled current, the previous one kept as previous', async () => {
@@ -298,11 +298,7 @@ for (const crashAfter of ['createPendingVersion', 'setRolePassword', 'testRoleLo
     await (await rotate({ credentialId: app, vaultPath, target: { kind: 'postgres-role', app } })).result();
     const before = await currentCreds(vaultPath);
     const { report } = await rotateThroughCrash({ credentialId: app, vaultPath, target: { kind: 'postgres-role', app }, gracePeriodMs: 2_000 }, crashAfter);
-    assert.equal(report.phase, 'done');
-    const after = await currentCreds(vaultPath);
-    assert.equal(after.version, before.version + 1, 'one new version, not two');
-    assert.equal(Object.keys((await vault.kvMetadata(vaultPath))!.versions).length, 2, 'no orphan pending version');
-    assert.equal(await whoami(after), `${app}_b`, 'the password set on the role is the one Vault holds as current');
+    await assertRotatedOnce(report, app, vaultPath, before);
     assert.equal(await canLogin(`${app}_a`), false, 'the old role revoked once its sessions were gone');
   });
 }
