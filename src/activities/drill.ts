@@ -128,7 +128,12 @@ export function createDrillActivities({ docker, log, env = process.env }: DrillD
       await client.end().catch(() => undefined);
     }
   }
-  const refuseMain = (db: DrillDb, what: string) => {
+  /** Drill copies only; the project cluster 'main' only with an approval (the drill's allowUserData + approval). */
+  const refuseMain = (db: DrillDb, what: string, approvedBy?: string) => {
+    if (db.id === 'main' && approvedBy?.trim()) {
+      log.warn({ approvedBy, database: db.database }, `drill on the user's own data: ${what}`);
+      return;
+    }
     if (db.id === 'main' || !db.id.startsWith('drill-')) throw ApplicationFailure.nonRetryable(`${what}: refusing to touch "${db.id}", which is not a drill copy`, 'NotADrillCopy');
   };
   const drillDir = (drillId: string) => path.join(drillsDir, sanitiseId(drillId));
@@ -259,14 +264,31 @@ export function createDrillActivities({ docker, log, env = process.env }: DrillD
       }
     },
 
-    /** Create the drill's tables in a drill copy: drill_items (seedRows rows) and drill_heartbeat. Idempotent. */
-    async drillSeed(input: { db: DrillDb; rows: number }): Promise<TableStat> {
-      refuseMain(input.db, 'seed');
+    /**
+     * Create the drill's tables: drill_items (seedRows rows) and drill_heartbeat. Idempotent. On
+     * 'main' (approved), `created` names the tables this call created, for the rollback to drop.
+     */
+    async drillSeed(input: { db: DrillDb; rows: number; approvedBy?: string }): Promise<TableStat & { created?: string[] }> {
+      refuseMain(input.db, 'seed', input.approvedBy);
       return withDb(input.db, async (c) => {
+        const existing = (await c.query<{ t: string }>("SELECT tablename AS t FROM pg_tables WHERE schemaname = current_schema() AND tablename IN ('drill_items', 'drill_heartbeat')")).rows.map((r) => r.t);
+        const created = ['drill_items', 'drill_heartbeat'].filter((t) => !existing.includes(t));
         await c.query('CREATE TABLE IF NOT EXISTS drill_items (id integer PRIMARY KEY, name text NOT NULL, amount numeric(12,2) NOT NULL)');
         await c.query('CREATE TABLE IF NOT EXISTS drill_heartbeat (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())');
         await c.query(`INSERT INTO drill_items SELECT g, 'item-' || g, round((g * 7.31)::numeric % 1000, 2) FROM generate_series(1, $1::int) g ON CONFLICT (id) DO NOTHING`, [input.rows]);
-        return tableStats(c, 'drill_items');
+        const stat = await tableStats(c, 'drill_items');
+        return input.db.id === 'main' ? { ...stat, created } : stat;
+      });
+    },
+
+    /** Rollback on 'main': drop the drill's own tables (drill_*), and nothing else. No-op when gone. */
+    async drillDropOwnTables(input: { db: DrillDb; tables: string[]; approvedBy?: string }): Promise<string[]> {
+      refuseMain(input.db, 'drop the drill tables', input.approvedBy);
+      const bad = input.tables.find((t) => !/^drill_[a-z0-9_]+$/.test(t));
+      if (bad) throw ApplicationFailure.nonRetryable(`refusing to drop ${bad}: not a drill table`, 'NotADrillCopy');
+      return withDb(input.db, async (c) => {
+        for (const t of input.tables) await c.query(`DROP TABLE IF EXISTS ${quoteIdent(t)}`);
+        return input.tables;
       });
     },
 
@@ -371,8 +393,8 @@ export function createDrillActivities({ docker, log, env = process.env }: DrillD
     },
 
     /** Fault: DROP TABLE on a drill copy, once; `at` is the server's clock just before the drop (the PITR target). */
-    async drillDropTable(input: { drillId: string; db: DrillDb; table: string }): Promise<FaultRecord> {
-      refuseMain(input.db, 'drop table');
+    async drillDropTable(input: { drillId: string; db: DrillDb; table: string; approvedBy?: string }): Promise<FaultRecord> {
+      refuseMain(input.db, `drop table ${input.table}`, input.approvedBy);
       return onceFault(input.drillId, 'drop-table', () =>
         withDb(input.db, async (c) => {
           const r = await c.query<{ at: Date }>('SELECT clock_timestamp() AS at');
@@ -407,9 +429,10 @@ export function createDrillActivities({ docker, log, env = process.env }: DrillD
     },
 
     /** Fault on a backup: flip bytes in the middle of the largest file of a drill copy's backup, once. */
-    async drillCorruptBackup(input: { drillId: string; manifestPath: string }): Promise<FaultRecord> {
+    async drillCorruptBackup(input: { drillId: string; manifestPath: string; approvedBy?: string }): Promise<FaultRecord> {
       const rel = path.relative(backupDir, input.manifestPath);
-      if (rel.startsWith('..') || !rel.startsWith('drill-')) throw ApplicationFailure.nonRetryable(`refusing to corrupt ${input.manifestPath}: not a drill copy's backup`, 'NotADrillCopy');
+      const mainOk = rel.startsWith(`main${path.sep}physical${path.sep}`) && !!input.approvedBy?.trim();
+      if (rel.startsWith('..') || !(rel.startsWith('drill-') || mainOk)) throw ApplicationFailure.nonRetryable(`refusing to corrupt ${input.manifestPath}: not a drill copy's backup`, 'NotADrillCopy');
       return onceFault(input.drillId, 'corrupt-backup', async () => {
         const manifest = JSON.parse(await readFile(input.manifestPath, 'utf8')) as { files: Array<{ path: string; bytes: number }> };
         const biggest = [...manifest.files].sort((a, b) => b.bytes - a.bytes)[0];
@@ -428,6 +451,19 @@ export function createDrillActivities({ docker, log, env = process.env }: DrillD
         }
         return { at: Date.now(), detail: `flipped ${Math.min(64, size)} bytes in the middle of ${path.relative(backupDir, file)}` };
       });
+    },
+
+    /** Rollback on 'main': remove the one backup the drill made and corrupted (its folder), nothing else. */
+    async drillRemoveBackup(input: { manifestPath: string; approvedBy?: string }): Promise<boolean> {
+      const rel = path.relative(backupDir, input.manifestPath);
+      if (!input.approvedBy?.trim() || !/^main\/physical\/[A-Za-z0-9][A-Za-z0-9._-]*\/manifest\.json$/.test(rel)) {
+        throw ApplicationFailure.nonRetryable(`refusing to remove ${input.manifestPath}: not a backup of main this drill made`, 'NotADrillCopy');
+      }
+      const dir = path.dirname(input.manifestPath);
+      if (!existsSync(dir)) return false;
+      await rm(dir, { recursive: true, force: true });
+      log.warn({ approvedBy: input.approvedBy, dir }, 'drill: removed the corrupted backup it made of main');
+      return true;
     },
 
     /** Rollback: remove a drill copy's backups and WAL archive from the backup store. */

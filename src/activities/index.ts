@@ -17,6 +17,7 @@ import { createDockerActivities } from './docker';
 import { createDrillActivities } from './drill';
 import { createBackupActivities } from './backup';
 import { createPgInstanceActivities } from './pg-instances';
+import { createMainClusterActivities } from './main-cluster';
 import { createHealthActivities } from './health';
 import { createMetricsActivities } from './metrics';
 import { createHaproxyActivities } from './haproxy';
@@ -74,6 +75,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createHealthActivities({ docker: deps.docker, fetch: deps.fetch }),
     ...createDrillActivities({ docker: deps.docker, log: deps.log, env: deps.env }),
     ...createPgInstanceActivities({ log: deps.log, env: deps.env }),
+    ...createMainClusterActivities({ log: deps.log, env: deps.env }),
     ...createBackupActivities({ log: deps.log, env: deps.env, docker: deps.docker }),
     ...createMetricsActivities({ log: deps.log }),
     // Horizontal scaling: replicas (Docker/Swarm) and the load balancers (folder from DURABLE_OPS_LB_DIR).

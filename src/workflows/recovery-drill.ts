@@ -186,12 +186,182 @@ async function killContainerDrill(d: Drill, input: Extract<RecoveryDrillParams, 
   d.report.rto.ms = verified - d.report.timeline.find((e) => e.event === 'fault injected')!.at;
 }
 
-async function databaseDrill(d: Drill, input: Exclude<RecoveryDrillParams, { scenario: 'kill-container' }>): Promise<void> {
+type DatabaseDrillParams = Exclude<RecoveryDrillParams, { scenario: 'kill-container' | 'delete-volume-data' }>;
+
+/** The consumer: the heartbeat writer, routed by the drill's endpoint record (makes the RPO observable). */
+async function startHeartbeatWriter(d: Drill, db: DatabaseRef, intervalMs: number): Promise<void> {
+  d.onRollback('restore the original routing', async () => {
+    await quick.drillSetEndpoint({ drillId: d.drillId, db: null });
+    return 'endpoint record removed';
+  });
+  await quick.drillSetEndpoint({ drillId: d.drillId, db });
+  const writerScope = new CancellationScope();
+  const writing = writerScope.run(() => writer.drillHeartbeatWriter({ drillId: d.drillId, intervalMs }));
+  writing.catch(() => undefined);
+  d.onRollback('stop the heartbeat writer', async () => {
+    writerScope.cancel();
+    try {
+      await writing;
+    } catch (err) {
+      if (!isCancellation(err)) return `ended: ${rootMessage(err)}`;
+    }
+    return 'stopped';
+  });
+}
+
+/**
+ * Verify: steady state on the recovered database, the declared tables against the source at the
+ * restore point, the RPO from the newest heartbeat `rpoDb` holds from before the fault; RTO.
+ */
+async function verifyRecovered(d: Drill, input: DatabaseDrillParams, o: { target: DatabaseRef; rpoDb: DatabaseRef; sourceStats: TableStat[]; fault: FaultRecord; faultMark: number }): Promise<void> {
   const t = input.target;
-  if (t.database === 'main') {
-    // Gated by the schema (allowUserData + approval); faults on the project cluster are not implemented.
-    throw fail('NotSupported', "faults on the project cluster 'main' are not implemented yet: use database 'drill-copy'");
+  const { target, fault } = o;
+  d.phase('verifying');
+  const after = await long.drillProbeDb({ db: target, table: 'drill_items', expectedRows: t.seedRows, intervalMs: input.heartbeatIntervalMs, timeoutMs: 60_000 });
+  d.step('steady state after: rows + heartbeat advancing', after.ok, after.error ?? `${after.rows} rows`);
+  if (!after.ok) throw fail('SteadyStateBroken', `steady state does not hold after the recovery: ${after.error}`);
+  d.mark('service healthy', `${target.id}: ${after.rows} rows, heartbeat advancing`);
+
+  const restoredStats = await quick.drillTableStats({ db: target, tables: t.tables });
+  d.report.validation = o.sourceStats.map((s) => {
+    const r = restoredStats.find((x) => x.table === s.table);
+    return { table: s.table, source: { rows: s.rows, checksum: s.checksum }, ...(r ? { restored: { rows: r.rows, checksum: r.checksum } } : {}), ok: !!r && r.rows === s.rows && r.checksum === s.checksum };
+  });
+  const valid = d.report.validation.every((v) => v.ok);
+  d.step('validate row counts and checksums', valid, d.report.validation.map((v) => `${v.table}: ${v.restored?.rows ?? 'missing'}/${v.source.rows}`).join(', '));
+  if (!valid) throw fail('ValidationFailed', `recovered data differs from the source: ${d.report.validation.filter((v) => !v.ok).map((v) => v.table).join(', ')}`);
+
+  const hb = await quick.drillNewestHeartbeat({ db: o.rpoDb, before: fault.at });
+  d.report.rpo.newestHeartbeat = hb.newest;
+  d.report.rpo.ms = hb.newest === undefined ? undefined : Math.max(0, fault.at - hb.newest);
+  d.step('RPO: newest heartbeat before the fault', hb.newest !== undefined, hb.newest === undefined ? 'no heartbeat survived' : `${hb.rows} rows, newest ${new Date(hb.newest).toISOString()}`);
+
+  const verified = d.mark('steady state verified');
+  d.report.rto.ms = verified - o.faultMark;
+}
+
+/**
+ * A drill on the project cluster 'main': the user's own data (the schema demands allowUserData and
+ * an approval, whose author every activity that changes main logs). Same shape as on a drill copy,
+ * but the recovery is in place: main keeps its port, its WAL archive and its consumers.
+ *   stop-postgres          startDatabase 'main' (the stack starts it again, recorded)
+ *   delete-data-folder     restoreDatabase of main's newest good backup + archive (PITR latest) into a
+ *   corrupt-backup         fresh instance, verified, which then becomes main's data folder; then a
+ *                          new base backup (main is on a new timeline)
+ *   drop-table             restoreDatabase to just before the drop into a fresh instance, and the table
+ *                          is copied back into main
+ * The drill's own tables in main (drill_items, drill_heartbeat, if it created them) are dropped and
+ * a backup it corrupted is removed, in the rollbacks, which always run.
+ */
+async function mainClusterDrill(d: Drill, input: DatabaseDrillParams): Promise<void> {
+  const t = input.target;
+  const approvedBy = input.approval!.by;
+  const approval = { drillId: d.drillId, approvedBy };
+  const restoredId = `drill-${shortHash(`${d.drillId}/${workflowInfo().runId}`)}-main-r`;
+
+  d.phase('setup');
+  const { ref: main } = await quick.mainClusterStatus(); // NotSupported when the stack does not run main
+  d.step("project cluster 'main'", true, `127.0.0.1:${main.port}/${main.database}; approved by ${approvedBy}: ${input.approval!.reason}`);
+  let ownTables: string[] = [];
+  d.onRollback('drop the drill tables in main', async () => (ownTables.length === 0 ? 'none created' : `dropped ${(await quick.drillDropOwnTables({ db: main, tables: ownTables, approvedBy })).join(', ')}`));
+  const seeded = await quick.drillSeed({ db: main, rows: t.seedRows, approvedBy });
+  ownTables = seeded.created ?? [];
+  d.step('seed drill_items in main', seeded.rows === t.seedRows, `${seeded.rows} rows; created ${ownTables.join(', ') || 'nothing (tables there already)'}`);
+  await startHeartbeatWriter(d, main, input.heartbeatIntervalMs);
+
+  const backups: BackupDatabaseResult[] = [];
+  if (input.scenario !== 'stop-postgres') {
+    const count = input.scenario === 'corrupt-backup' ? 2 : 1;
+    for (let i = 1; i <= count; i += 1) {
+      if (i > 1) await sleep(input.heartbeatIntervalMs * 5);
+      // main's own retention applies (no keep here): these are real backups of the user's data.
+      const b = await executeChild<typeof backupDatabase>('backupDatabase', { workflowId: `${d.drillId}/backup-${i}`, args: [{ database: main, kind: 'physical' }] });
+      backups.push(b);
+      d.step(`physical backup ${i} of main`, true, `${b.backupId} (${b.sizeBytes} bytes, consistent until ${b.consistentUntil})`);
+    }
   }
+
+  d.phase('steady-state-before');
+  const before = await long.drillProbeDb({ db: main, table: 'drill_items', expectedRows: t.seedRows, intervalMs: input.heartbeatIntervalMs, timeoutMs: 30_000 });
+  d.step('steady state before: rows + heartbeat advancing', before.ok, before.error ?? `${before.rows} rows`);
+  if (!before.ok) throw fail('SteadyStateBroken', `steady state does not hold before the fault: ${before.error}`);
+  const sourceStats: TableStat[] = await quick.drillTableStats({ db: main, tables: t.tables });
+  d.mark('steady state ok');
+
+  d.phase('fault');
+  let fault: FaultRecord;
+  if (input.scenario === 'drop-table') {
+    fault = await quick.drillDropTable({ drillId: d.drillId, db: main, table: t.dropTable, approvedBy });
+  } else if (input.scenario === 'stop-postgres') {
+    const f = await long.stopMainCluster(approval);
+    fault = { kind: 'stop-postgres', ...f };
+  } else {
+    if (input.scenario === 'corrupt-backup') {
+      const newest = backups.at(-1)!;
+      d.onRollback(`remove the corrupted backup ${newest.backupId} of main`, async () => ((await quick.drillRemoveBackup({ manifestPath: newest.manifestPath, approvedBy })) ? 'removed' : 'absent'));
+      const c = await quick.drillCorruptBackup({ drillId: d.drillId, manifestPath: newest.manifestPath, approvedBy });
+      d.step('corrupt the newest backup', true, `${newest.backupId}: ${c.detail}`);
+    }
+    const f = await long.deleteMainDataFolder(approval);
+    fault = { kind: 'delete-data-folder', ...f };
+  }
+  const faultMark = d.mark('fault injected', fault.detail);
+  d.report.rpo.faultAt = fault.at;
+  d.step(`fault: ${input.scenario} on main`, true, fault.detail);
+
+  d.phase('detecting');
+  const det = await long.drillDetect({ db: main, ...(input.scenario === 'drop-table' ? { table: t.dropTable } : {}), timeoutMs: 30_000, intervalMs: 100 });
+  d.mark('detected', det.detected ? `probe failed: ${det.error}` : 'probe never failed');
+  d.step('detect: probe fails', det.detected, det.error);
+
+  d.phase('recovering');
+  let rpoDb: DatabaseRef = main;
+  const childId = `${d.drillId}/recovery`;
+  if (input.scenario === 'stop-postgres') {
+    d.mark('recovery started', 'startDatabase main (child)');
+    const started = await executeChild<typeof startDatabase>('startDatabase', { workflowId: childId, args: [{ instanceId: 'main' }] });
+    d.report.recovery = { workflowType: 'startDatabase', workflowId: childId, durationMs: started.durationMs };
+    d.mark('data restored', 'same data folder, started by the stack');
+  } else {
+    d.onRollback(`drop restored copy ${restoredId}`, async () => {
+      await quick.dropInstance(restoredId);
+      return restoredId;
+    });
+    const pointInTime = input.scenario === 'drop-table' ? new Date(fault.at).toISOString() : 'latest';
+    d.mark('recovery started', `restoreDatabase (child), point in time ${pointInTime}`);
+    const restored = await executeChild<typeof restoreDatabase>('restoreDatabase', { workflowId: childId, args: [{ source: main, kind: 'physical', pointInTime, instanceId: restoredId }] });
+    d.report.recovery = { workflowType: 'restoreDatabase', workflowId: childId, backupId: restored.backupId, skipped: restored.skipped, recoveryTarget: restored.recoveryTarget, restoredAt: restored.restoredAt, instance: restored.instance.id };
+    d.mark('data restored', `backup ${restored.backupId} -> ${restored.instance.id} (${restored.recoveryTarget})`);
+    if (input.scenario === 'corrupt-backup') {
+      const corrupted = backups.at(-1)!.backupId;
+      const good = backups[0]!.backupId;
+      const skippedIt = restored.skipped.some((s) => s.backupId === corrupted);
+      d.step('previous good backup chosen', skippedIt && restored.backupId === good, `skipped ${restored.skipped.map((s) => `${s.backupId} (${s.reason})`).join(', ') || 'nothing'}; used ${restored.backupId}`);
+      if (!skippedIt || restored.backupId !== good) throw fail('WrongBackup', `expected the corrupted ${corrupted} to be skipped and ${good} used; used ${restored.backupId}`);
+    }
+    d.phase('switching');
+    if (input.scenario === 'drop-table') {
+      const copied = await long.copyTableToMain({ ...approval, from: restored.instance, table: t.dropTable });
+      d.step(`copy ${t.dropTable} back into main`, true, `${copied.rows} rows from ${restored.instance.id}`);
+      rpoDb = restored.instance; // main itself never stopped: what the restore holds is what was saved
+    } else {
+      await long.adoptAsMain({ ...approval, instanceId: restoredId });
+      d.step("the restored copy becomes main's data folder", true, `${restoredId} -> main on 127.0.0.1:${main.port}`);
+    }
+  }
+
+  await verifyRecovered(d, input, { target: main, rpoDb, sourceStats, fault, faultMark });
+
+  if (input.scenario === 'delete-data-folder' || input.scenario === 'corrupt-backup') {
+    // main is on a new timeline: a base backup on it right away (not part of the RTO).
+    const b = await executeChild<typeof backupDatabase>('backupDatabase', { workflowId: `${d.drillId}/backup-after`, args: [{ database: main, kind: 'physical' }] });
+    d.step('base backup of the recovered main', true, `${b.backupId} (consistent until ${b.consistentUntil})`);
+  }
+}
+
+async function databaseDrill(d: Drill, input: DatabaseDrillParams): Promise<void> {
+  const t = input.target;
+  if (t.database === 'main') return mainClusterDrill(d, input);
   const base = `drill-${shortHash(`${d.drillId}/${workflowInfo().runId}`)}`;
   const srcId = `${base}-src`;
   const restoredId = `${base}-r`;
@@ -208,24 +378,7 @@ async function databaseDrill(d: Drill, input: Exclude<RecoveryDrillParams, { sce
   const seeded = await quick.drillSeed({ db: src, rows: t.seedRows });
   d.step('seed drill_items', seeded.rows === t.seedRows, `${seeded.rows} rows`);
 
-  // The consumer: the heartbeat writer, routed by the drill's endpoint record.
-  d.onRollback('restore the original routing', async () => {
-    await quick.drillSetEndpoint({ drillId: d.drillId, db: null });
-    return 'endpoint record removed';
-  });
-  await quick.drillSetEndpoint({ drillId: d.drillId, db: src });
-  const writerScope = new CancellationScope();
-  const writing = writerScope.run(() => writer.drillHeartbeatWriter({ drillId: d.drillId, intervalMs: input.heartbeatIntervalMs }));
-  writing.catch(() => undefined);
-  d.onRollback('stop the heartbeat writer', async () => {
-    writerScope.cancel();
-    try {
-      await writing;
-    } catch (err) {
-      if (!isCancellation(err)) return `ended: ${rootMessage(err)}`;
-    }
-    return 'stopped';
-  });
+  await startHeartbeatWriter(d, src, input.heartbeatIntervalMs);
 
   const backups: BackupDatabaseResult[] = [];
   if (restores) {
@@ -311,28 +464,7 @@ async function databaseDrill(d: Drill, input: Exclude<RecoveryDrillParams, { sce
     d.step('switch the consumer to the restored copy', true, `${target.id} on 127.0.0.1:${target.port}`);
   }
 
-  d.phase('verifying');
-  const after = await long.drillProbeDb({ db: target, table: 'drill_items', expectedRows: t.seedRows, intervalMs: input.heartbeatIntervalMs, timeoutMs: 60_000 });
-  d.step('steady state after: rows + heartbeat advancing', after.ok, after.error ?? `${after.rows} rows`);
-  if (!after.ok) throw fail('SteadyStateBroken', `steady state does not hold after the recovery: ${after.error}`);
-  d.mark('service healthy', `${target.id}: ${after.rows} rows, heartbeat advancing`);
-
-  const restoredStats = await quick.drillTableStats({ db: target, tables: t.tables });
-  d.report.validation = sourceStats.map((s) => {
-    const r = restoredStats.find((x) => x.table === s.table);
-    return { table: s.table, source: { rows: s.rows, checksum: s.checksum }, ...(r ? { restored: { rows: r.rows, checksum: r.checksum } } : {}), ok: !!r && r.rows === s.rows && r.checksum === s.checksum };
-  });
-  const valid = d.report.validation.every((v) => v.ok);
-  d.step('validate row counts and checksums', valid, d.report.validation.map((v) => `${v.table}: ${v.restored?.rows ?? 'missing'}/${v.source.rows}`).join(', '));
-  if (!valid) throw fail('ValidationFailed', `recovered data differs from the source: ${d.report.validation.filter((v) => !v.ok).map((v) => v.table).join(', ')}`);
-
-  const hb = await quick.drillNewestHeartbeat({ db: target, before: fault.at });
-  d.report.rpo.newestHeartbeat = hb.newest;
-  d.report.rpo.ms = hb.newest === undefined ? undefined : Math.max(0, fault.at - hb.newest);
-  d.step('RPO: newest heartbeat before the fault', hb.newest !== undefined, hb.newest === undefined ? 'no heartbeat survived' : `${hb.rows} rows, newest ${new Date(hb.newest).toISOString()}`);
-
-  const verified = d.mark('steady state verified');
-  d.report.rto.ms = verified - faultMark;
+  await verifyRecovered(d, input, { target, rpoDb: target, sourceStats, fault, faultMark });
 }
 
 export async function recoveryDrill(rawInput: unknown): Promise<DrillReport> {

@@ -1,5 +1,6 @@
 /**
- * startDatabase: start a stopped PostgreSQL instance (one we created), wait until it accepts
+ * startDatabase: start a stopped PostgreSQL instance (one we created, or the project cluster
+ * 'main' through the stack's script), wait until it accepts
  * connections, report. The recovery of the recoveryDrill's stop-postgres scenario (as a child),
  * and usable on its own from the UI or the CLI.
  */
@@ -30,7 +31,7 @@ export async function startDatabase(rawInput: unknown): Promise<StartDatabaseRep
   const input = beginRunbook(RUNBOOK, startDatabaseInputSchema, rawInput, (i) => i.instanceId);
   const requestedAt = now();
   showDetails(`start ${input.instanceId}: starting`, { requested: iso(requestedAt) });
-  const instance = await act.startInstance(input.instanceId);
+  const instance = input.instanceId === 'main' ? await act.startMainCluster() : await act.startInstance(input.instanceId);
   const ready = await act.drillWaitReady({ db: instance, timeoutMs: input.readyTimeoutMs, intervalMs: 200 });
   if (!ready.ready) {
     throw ApplicationFailure.create({ type: 'Unhealthy', nonRetryable: true, message: `${input.instanceId} does not accept connections ${input.readyTimeoutMs} ms after the start (${ready.error ?? 'no answer'})` });

@@ -22,6 +22,7 @@ import { waitUntil } from '../helpers/wait';
 import { recordHistory } from '../helpers/histories';
 import { config, connectClient, startWorker, uniqueName, type RunningWorker } from '../helpers/temporal';
 import { pgPaths } from '../../src/activities/pg-instances';
+import { assertReport, runDrill as runDrillIn } from '../helpers/drills';
 
 const paths = pgPaths(config);
 
@@ -42,50 +43,7 @@ after(async () => {
   await client.connection.close();
 });
 
-async function runDrill(input: RecoveryDrillInput, workflowId = uniqueName(`drill/${input.scenario}`)): Promise<DrillReport> {
-  const handle = await startRunbook(client, 'recoveryDrill', input, { taskQueue: worker.taskQueue, workflowId });
-  let report: DrillReport;
-  try {
-    report = await handle.result();
-  } catch (err) {
-    const cause = err instanceof WorkflowFailedError ? err.cause : undefined;
-    const details = cause instanceof ApplicationFailure ? (cause.details?.[0] as DrillReport | undefined) : undefined;
-    if (details?.files) reportDirs.push(details.files.dir);
-    assert.fail(`drill failed: ${cause?.message ?? String(err)}\n${JSON.stringify(details?.steps ?? [], null, 1)}\nrollbacks: ${JSON.stringify(details?.rollbacks ?? [])}`);
-  }
-  if (report.files) reportDirs.push(report.files.dir);
-  return report;
-}
-
-/** What every drill report must show: the files, the picture, measured RTO, verdicts, rollbacks that ran. */
-function assertReport(r: DrillReport, scenario: string): void {
-  assert.equal(r.scenario, scenario);
-  assert.equal(r.outcome, 'recovered', r.error);
-  for (const ev of ['fault injected', 'detected', 'recovery started', 'service healthy', 'steady state verified']) {
-    assert.ok(r.timeline.some((e) => e.event === ev), `timeline has "${ev}"`);
-  }
-  const at = (ev: string) => r.timeline.find((e) => e.event === ev)!.at;
-  assert.ok(at('fault injected') <= at('detected') && at('detected') <= at('recovery started') && at('service healthy') <= at('steady state verified'), 'events in order');
-  assert.ok(r.rto.ms !== undefined && r.rto.ms > 0, `RTO measured: ${r.rto.ms}`);
-  assert.equal(r.rto.ms, at('steady state verified') - at('fault injected'));
-  assert.equal(r.rto.verdict, r.rto.ms <= r.rto.targetMs ? 'pass' : 'fail');
-  assert.ok(r.steps.every((s) => s.ok), `every step ok: ${JSON.stringify(r.steps.filter((s) => !s.ok))}`);
-  assert.ok(r.rollbacks.length > 0 && r.rollbacks.every((b) => b.ok), `rollbacks ran: ${JSON.stringify(r.rollbacks)}`);
-  assert.ok(r.files, 'report files written');
-  const json = JSON.parse(readFileSync(r.files.json, 'utf8')) as DrillReport;
-  assert.equal(json.drillId, r.drillId);
-  assert.deepEqual(json.timeline, r.timeline);
-  const md = readFileSync(r.files.markdown, 'utf8');
-  assert.match(md, new RegExp(`scenario: \\*\\*${scenario}\\*\\*`));
-  assert.match(md, /RTO: [\d.]+ (s|min)/);
-  const svg = readFileSync(r.files.svg, 'utf8');
-  assert.match(svg, /^<svg xmlns="http:\/\/www.w3.org\/2000\/svg"/);
-  assert.match(svg, /fault injected/);
-  assert.match(svg, /RTO [\d.]+ (s|min)/);
-  assert.equal(path.dirname(r.files.json), r.files.dir);
-  assert.ok(r.files.dir.startsWith(path.join(config.DURABLE_OPS_DATA, 'drills')), r.files.dir);
-  process.stdout.write(`# ${scenario}: RTO ${r.rto.ms} ms (${r.rto.verdict}), RPO ${r.rpo.ms ?? 'n/a'} ms (${r.rpo.verdict}), verdict ${r.verdict}\n`);
-}
+const runDrill = (input: RecoveryDrillInput, workflowId?: string): Promise<DrillReport> => runDrillIn(client, worker.taskQueue, input, reportDirs, workflowId);
 
 async function containerExists(name: string): Promise<boolean> {
   try {

@@ -59,6 +59,10 @@ class FakeStack {
         call('deadLetter');
         return undefined as never;
       },
+      mainClusterStatus: async () => {
+        call('mainClusterStatus');
+        throw ApplicationFailure.nonRetryable('main is not run by this durable-ops stack (no recorded postmaster): status refused', 'NotSupported');
+      },
       drillWriteReport: async ({ report }) => {
         call('drillWriteReport');
         this.written = report;
@@ -146,7 +150,7 @@ test('a recovery within the targets passes; a tiny RTO target fails the verdict 
   });
 });
 
-test("the project cluster 'main', gated and approved: the drill fails before touching anything", async () => {
+test("the project cluster 'main', approved, but not run by this stack: the drill fails before touching anything", async () => {
   const fake = new FakeStack();
   await withFake(fake, async (w) => {
     const handle = await client.workflow.start('recoveryDrill', {
@@ -157,12 +161,12 @@ test("the project cluster 'main', gated and approved: the drill fails before tou
     await assert.rejects(handle.result(), (err: unknown) => {
       const report = ((err as WorkflowFailedError).cause as ApplicationFailure).details?.[0] as DrillReport;
       assert.equal(report.outcome, 'failed');
-      assert.match(report.error ?? '', /not implemented/);
+      assert.match(report.error ?? '', /not run by this durable-ops stack/);
       assert.deepEqual(report.rollbacks, []);
       return true;
     });
   });
-  assert.deepEqual(fake.calls, ['drillWriteReport'], 'only the report is written');
+  assert.deepEqual(fake.calls, ['mainClusterStatus', 'drillWriteReport'], 'only the status is read and the report written');
 });
 
 test('schema: seed targets, a drill copy by default, the project cluster gated by allowUserData AND an approval', () => {
