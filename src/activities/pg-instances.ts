@@ -13,7 +13,7 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { chmod, chown, mkdir, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, open, readdir, readFile, rename, rm, rmdir, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -327,6 +327,18 @@ export function instanceConf(o: { port: number; socketDir: string; archiveDir?: 
   return `${lines.join('\n')}\n`;
 }
 
+/** A backup folder is complete once its manifest exists (src/activities/backup.ts writes it last). */
+const BACKUP_MANIFEST = 'manifest.json';
+
+/** What dropInstance did: the instance, and its WAL archive in the backup store. */
+export interface DropResult {
+  dropped: boolean;
+  walArchive:
+    | { state: 'none' }
+    | { state: 'removed'; dir: string; files: number; storeFolderRemoved: boolean }
+    | { state: 'kept'; dir: string; files: number; backups: string[] };
+}
+
 export interface InstanceRecord {
   id: string;
   port: number;
@@ -467,15 +479,77 @@ export class PgInstances {
     await run(path.join(this.paths.bin, 'pg_ctl'), ['stop', '-D', this.dataDir(id), '-m', mode, '-w', '-t', '60'], { beatDetails: { stopping: id } });
   }
 
-  /** Stop and delete everything of an instance (its folder and registry entry), and any orphan child. */
+  /** Stop and delete everything of an instance (its folder and registry entry), and any orphan child; see remove(). */
   async drop(id: string): Promise<boolean> {
+    return (await this.remove(id)).dropped;
+  }
+
+  /**
+   * drop(), with what became of the instance's WAL archive (`<store>/<id>/wal`): stopped first
+   * (the archiver writes there), the archive removed when no completed base backup of the
+   * instance remains in the store, else kept. Runs even when the instance is gone already, so a
+   * retry after a crash finishes the job.
+   */
+  async remove(id: string): Promise<DropResult> {
     PgInstances.refuseMain(id);
     await killRecorded(this.pidFile(id));
-    if (!existsSync(this.dir(id))) return false;
-    await this.stop(id, 'immediate').catch((err: unknown) => this.log?.warn({ instance: id, err: String(err) }, 'stop before drop failed'));
-    await rm(this.dir(id), { recursive: true, force: true });
-    await rm(socketDirFor(this.dir(id)), { recursive: true, force: true });
-    return true;
+    const present = existsSync(this.dir(id));
+    if (present) await this.stop(id, 'immediate').catch((err: unknown) => this.log?.warn({ instance: id, err: String(err) }, 'stop before drop failed'));
+    const walArchive = await this.removeArchive(id);
+    if (present) {
+      await rm(this.dir(id), { recursive: true, force: true });
+      await rm(socketDirFor(this.dir(id)), { recursive: true, force: true });
+    }
+    return { dropped: present, walArchive };
+  }
+
+  /**
+   * The WAL archive of a dropped instance: a base backup without its WAL is useless, and WAL
+   * without a base backup too. So: no completed physical backup left -> remove the archive (and
+   * the store folder once empty); otherwise keep it (backupDatabase's retention manages it).
+   * Logical backups need no WAL and stay either way. Never the project cluster's ('main').
+   */
+  async removeArchive(id: string): Promise<DropResult['walArchive']> {
+    PgInstances.refuseMain(id);
+    // The store folder is keyed by id: an odd id never reaches outside it (or into volumes/).
+    if (!/^[a-z0-9][a-z0-9-]*$/.test(id) || id === 'volumes') {
+      this.log?.warn({ instance: id }, 'not an instance id: its backup store folder is left alone');
+      return { state: 'none' };
+    }
+    const storeDir = path.join(this.paths.backupDir, id);
+    const walDir = path.join(storeDir, 'wal');
+    if (!existsSync(walDir)) {
+      await this.removeIfEmpty(storeDir);
+      return { state: 'none' };
+    }
+    const files = (await readdir(walDir)).filter((f) => !f.startsWith('.')).length;
+    const physicalDir = path.join(storeDir, 'physical');
+    const backups: string[] = [];
+    if (existsSync(physicalDir)) {
+      for (const e of await readdir(physicalDir, { withFileTypes: true })) {
+        if (e.isDirectory() && !e.name.startsWith('.') && existsSync(path.join(physicalDir, e.name, BACKUP_MANIFEST))) backups.push(e.name);
+      }
+    }
+    if (backups.length > 0) {
+      this.log?.info({ instance: id, walDir, files, backups }, 'instance dropped: WAL archive kept for its base backups');
+      return { state: 'kept', dir: walDir, files, backups: backups.sort() };
+    }
+    await rm(walDir, { recursive: true, force: true });
+    const storeFolderRemoved = await this.removeIfEmpty(storeDir);
+    this.log?.info({ instance: id, walDir, files, storeFolderRemoved }, 'instance dropped: WAL archive removed (no base backup left)');
+    return { state: 'removed', dir: walDir, files, storeFolderRemoved };
+  }
+
+  /** rmdir `dir` (and its empty physical/ and logical/ folders) if nothing else is in it. */
+  private async removeIfEmpty(dir: string): Promise<boolean> {
+    if (!existsSync(dir)) return false;
+    for (const kind of ['physical', 'logical']) {
+      const sub = path.join(dir, kind);
+      if (existsSync(sub) && (await readdir(sub)).length === 0) await rmdir(sub).catch(() => undefined);
+    }
+    if ((await readdir(dir)).length > 0) return false;
+    await rmdir(dir).catch(() => undefined);
+    return !existsSync(dir);
   }
 
   /** A new, empty folder for an instance (owned by postgres), with a registry entry in `state`. */
@@ -553,9 +627,12 @@ export function createPgInstanceActivities(deps: PgInstanceDeps = {}) {
       await instances().stop(instanceId);
     },
 
-    /** Stop and delete its folder and registry entry; no-op if absent; never 'main'. */
-    async dropInstance(instanceId: string): Promise<{ dropped: boolean }> {
-      return { dropped: await instances().drop(instanceId) };
+    /**
+     * Stop and delete its folder and registry entry, and its WAL archive unless a base backup of
+     * it remains (the result says which); no-op if absent; never 'main'.
+     */
+    async dropInstance(instanceId: string): Promise<DropResult> {
+      return instances().remove(instanceId);
     },
 
     async instanceDataDir(instanceId: string): Promise<string> {
