@@ -1,10 +1,12 @@
 /**
  * alertGroup: one workflow per dedup key (`alert/<service>/<rule>`), started by the first raise.
  * Repeats within the window become one notification with a count; timings follow Alertmanager
- * (group wait, group interval, repeat interval). A `resolve` sends a resolved notification and
- * ends the group; the next raise starts a new one.
+ * (group wait, group interval, repeat interval): a changed alert (another severity or summary) is
+ * notified a group interval after the last notification; the same alert raised again (a scheduled
+ * check that keeps failing) only at the repeat interval, with the count of raises since. A
+ * `resolve` sends a resolved notification and ends the group; the next raise starts a new one.
  */
-import { condition, continueAsNew, defineQuery, defineSignal, executeChild, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import { condition, continueAsNew, defineQuery, defineSignal, executeChild, patched, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { Alert, Notification } from '../schemas/alert';
 import { deliverAlert, type DeliverAlertResult } from './deliver-alert';
@@ -20,6 +22,8 @@ export interface AlertGroupState {
   total: number;
   seq: number;
   lastNotifiedAt?: number;
+  /** What the last notification said (a raise that differs is a change, not a repeat). */
+  notified?: { severity: Alert['severity']; summary: string };
   resolved: boolean;
   last?: { notification: string; status: string; channel?: string; deadLettered: boolean; failures: DeliverAlertResult['failures'] };
 }
@@ -58,6 +62,7 @@ export async function alertGroup(input: { dedupKey: string }, carried?: AlertGro
     };
     state.pending = 0;
     state.lastNotifiedAt = now();
+    state.notified = { severity: state.alert!.severity, summary: state.alert!.summary };
     const result = await executeChild(deliverAlert, {
       workflowId: `${workflowInfo().workflowId}/${state.firstAt}-${state.seq}`,
       args: [{ notification, deadLetterOnFailure: true }],
@@ -89,7 +94,10 @@ export async function alertGroup(input: { dedupKey: string }, carried?: AlertGro
     }
     const t = now();
     const last = state.lastNotifiedAt ?? t;
-    if (state.pending > 0 && t >= last + grouping.groupIntervalMs) {
+    // Histories from before this rule notified every raise after a group interval.
+    const changed = !patched('alert-repeats-wait-for-repeat-interval') || (state.alert !== undefined && (state.alert.severity !== state.notified?.severity || state.alert.summary !== state.notified?.summary));
+    const news = state.pending > 0 && changed;
+    if (news && t >= last + grouping.groupIntervalMs) {
       await notify('firing');
       continue;
     }
@@ -97,7 +105,7 @@ export async function alertGroup(input: { dedupKey: string }, carried?: AlertGro
       await notify('firing');
       continue;
     }
-    const wakeAt = state.pending > 0 ? last + grouping.groupIntervalMs : last + grouping.repeatIntervalMs;
+    const wakeAt = news ? last + grouping.groupIntervalMs : last + grouping.repeatIntervalMs;
     const seen = state.pending;
     await condition(() => state.resolved || state.pending !== seen, Math.max(1, wakeAt - t));
   }
