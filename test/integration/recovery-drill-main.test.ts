@@ -16,7 +16,9 @@ import type { Client } from '@temporalio/client';
 import { pgPaths, withAdminClient } from '../../src/activities/pg-instances';
 import type { RecoveryDrillInput } from '../../src/schemas/recovery-drill';
 import type { DrillReport } from '../../src/workflows/recovery-drill';
+import { startRunbook } from '../../src/starters/runbooks';
 import { assertReport, runDrill } from '../helpers/drills';
+import { spawnWorker } from '../helpers/worker-process';
 import { config, connectClient, startWorker, uniqueName, type RunningWorker } from '../helpers/temporal';
 
 const paths = pgPaths(config);
@@ -70,9 +72,11 @@ after(async () => {
 
 const target = { database: 'main' as const, seedRows: 200, tables: ['drill_items', USER_TABLE] };
 
-async function drillOnMain(scenario: 'delete-data-folder' | 'corrupt-backup' | 'drop-table' | 'stop-postgres'): Promise<DrillReport> {
+type MainScenario = 'delete-data-folder' | 'corrupt-backup' | 'drop-table' | 'stop-postgres';
+
+async function drillOnMain(scenario: MainScenario, run?: (input: RecoveryDrillInput) => Promise<DrillReport>): Promise<DrillReport> {
   const input: RecoveryDrillInput = { scenario, target, allowUserData: true, approval };
-  const r = await runDrill(client, worker.taskQueue, input, reportDirs, uniqueName(`drill/main-${scenario}`));
+  const r = run ? await run(input) : await runDrill(client, worker.taskQueue, input, reportDirs, uniqueName(`drill/main-${scenario}`));
   assertReport(r, scenario);
   assert.equal(r.subject, 'main');
   assert.ok(r.steps.some((s) => s.name === "project cluster 'main'" && s.detail?.includes('approved by test-operator')), 'the approval is in the report');
@@ -124,4 +128,26 @@ test('drop-table on main: the table dropped, restored to just before the drop in
 test('stop-postgres on main: stopped, started again by the stack (startDatabase main), heartbeat advancing', async () => {
   const r = await drillOnMain('stop-postgres');
   assert.equal((r.recovery as { workflowType: string }).workflowType, 'startDatabase');
+});
+
+test("the worker SIGKILLed right after main's data folder was replaced (before Temporal heard of it): a new worker finishes, main adopted once", async () => {
+  const queue = uniqueName('drill-test-main-crash');
+  const first = await spawnWorker(queue, { env: { DURABLE_OPS_FAULT_CRASH_AFTER: 'adoptAsMain' } });
+  let second: Awaited<ReturnType<typeof spawnWorker>> | undefined;
+  try {
+    const r = await drillOnMain('delete-data-folder', async (input) => {
+      const handle = await startRunbook(client, 'recoveryDrill', input, { taskQueue: queue, workflowId: uniqueName('drill/main-crash') });
+      await Promise.race([first.exited, new Promise((_, reject) => setTimeout(() => reject(new Error(`the worker did not crash after adoptAsMain:\n${first.output()}`)), 120_000))]);
+      assert.match(first.output(), /fault injection: SIGKILL after adoptAsMain/);
+      second = await spawnWorker(queue);
+      const report: DrillReport = await handle.result();
+      if (report.files) reportDirs.push(report.files.dir);
+      return report;
+    });
+    assert.ok(r.steps.some((s) => s.name === "the restored copy becomes main's data folder" && s.ok));
+    assert.ok(r.steps.some((s) => s.name === 'base backup of the recovered main' && s.ok));
+  } finally {
+    await first.kill('SIGKILL');
+    await second?.kill();
+  }
 });
