@@ -19,6 +19,7 @@ import type { DrillReport } from '../../src/workflows/recovery-drill';
 import { startRunbook } from '../../src/starters/runbooks';
 import { assertReport, runDrill } from '../helpers/drills';
 import { spawnWorker } from '../helpers/worker-process';
+import { recordHistory } from '../helpers/histories';
 import { config, connectClient, startWorker, uniqueName, type RunningWorker } from '../helpers/temporal';
 
 const paths = pgPaths(config);
@@ -106,6 +107,7 @@ test("delete-data-folder on main: crash + data folder deleted, restored in place
   const roles = await sql(async (c) => (await c.query<{ r: string }>("SELECT rolname AS r FROM pg_roles WHERE rolname IN ('app_a', 'app_b', 'vault_admin') ORDER BY 1")).rows.map((x) => x.r));
   assert.deepEqual(roles, ['app_a', 'app_b', 'vault_admin']);
   process.stdout.write(`# main delete-data-folder: RTO ${r.rto.ms} ms, RPO ${r.rpo.ms} ms\n`);
+  await recordHistory(client, r.drillId, 'recovery-drill-main-delete-data-folder');
 });
 
 test('corrupt-backup on main: the corrupted newest backup is skipped, the previous good one restored in place, the corrupted one removed', async () => {
