@@ -25,6 +25,7 @@ import type { Logger } from 'pino';
 import * as seed from '../config/defaults';
 import { loadConfig } from '../config/env';
 import type { BackupKind, BackupManifest, DatabaseRef, ManifestFile } from '../schemas/database';
+import { demuxDockerLog } from './docker';
 import { beat, chownOwned, killRecorded, mkdirOwned, pgEnv, pgPaths, PgInstances, run, runStreamed, sha256sum, withAdminClient, writeFileAtomic, type PgPaths } from './pg-instances';
 
 export const MANIFEST = 'manifest.json';
@@ -622,8 +623,32 @@ export function createBackupActivities(deps: BackupDeps = {}) {
       return { manifest, manifestPath: await writeManifest(dir, manifest), alreadyDone: false };
     },
 
+    /** Volume backups of one volume (those with a manifest), newest first. Read-only. */
+    async listVolumeBackups(input: { volume: string }): Promise<VolumeManifest[]> {
+      return (await ctx().store.scan(input.volume, 'volume')).manifests as unknown as VolumeManifest[];
+    },
+
+    /** Size and SHA-256 of every file of a volume backup against its manifest. Read-only. */
+    async verifyVolumeBackup(input: { volume: string; backupId: string }): Promise<BackupCheck> {
+      const { store } = ctx();
+      const dir = store.backupDir(input.volume, 'volume', input.backupId);
+      const m = await store.readManifest(dir);
+      if (!m) return { backupId: input.backupId, ok: false, reason: 'no manifest (incomplete or absent)' };
+      const check = await checkFiles(dir, m);
+      return check.ok ? { backupId: input.backupId, ok: true } : { backupId: input.backupId, ok: false, reason: check.reason };
+    },
+
+    /** Keep the newest `keep` backups of a volume (and `current`); abandoned manifest-less folders past the grace period go too. */
+    async applyVolumeRetention(input: { volume: string; keep: number; current?: string }): Promise<RetentionResult> {
+      const { store } = ctx();
+      const { manifests, incomplete } = await store.scan(input.volume, 'volume');
+      const { kept, remove } = selectRetention({ manifests, keep: input.keep, current: input.current, incomplete, nowMs: Date.now() });
+      for (const id of remove) await rm(store.backupDir(input.volume, 'volume', id), { recursive: true, force: true });
+      return { removed: remove, removedWal: 0, kept: kept.map((m) => m.backupId) };
+    },
+
     /** Replace a volume's content with a verified volume backup (the volume is created if absent). */
-    async restoreVolume(input: { volume: string; backupId: string; intoVolume?: string }): Promise<{ volume: string; backupId: string; files: number }> {
+    async restoreVolume(input: { volume: string; backupId: string; intoVolume?: string }): Promise<{ volume: string; backupId: string; files: number; restoredFiles: number }> {
       const { store } = ctx();
       const docker = requireDocker(deps.docker);
       const dir = store.backupDir(input.volume, 'volume', input.backupId);
@@ -635,8 +660,10 @@ export function createBackupActivities(deps: BackupDeps = {}) {
       const exists = await docker.getVolume(target).inspect().then(() => true, () => false);
       if (!exists) await docker.createVolume({ Name: target, Labels: { 'durable-ops.restored-from': `${input.volume}/${input.backupId}` } });
       // Idempotent: the volume is emptied and refilled from the tar on every attempt.
-      await runHelper(docker, `durable-ops-volrestore-${target}`.slice(0, 120), ['sh', '-c', 'find /volume -mindepth 1 -maxdepth 1 -exec rm -rf {} + && tar -xf /backup/volume.tar -C /volume'], [`${target}:/volume`, `${dir}:/backup:ro`]);
-      return { volume: target, backupId: input.backupId, files: m.files.length };
+      const out = await runHelper(docker, `durable-ops-volrestore-${target}`.slice(0, 120), ['sh', '-c', 'find /volume -mindepth 1 -maxdepth 1 -exec rm -rf {} + && tar -xf /backup/volume.tar -C /volume && find /volume -type f | wc -l'], [`${target}:/volume`, `${dir}:/backup:ro`]);
+      // The regular files now in the volume (the last line the helper printed).
+      const restoredFiles = Number(/(\d+)\s*$/.exec(out)?.[1] ?? Number.NaN);
+      return { volume: target, backupId: input.backupId, files: m.files.length, restoredFiles };
     },
   };
 }
@@ -647,7 +674,7 @@ function requireDocker(docker: Docker | undefined): Docker {
 }
 
 /** One short-lived helper container (removed before and after), no network; fails on a non-zero exit. */
-async function runHelper(docker: Docker, name: string, cmd: string[], binds: string[]): Promise<void> {
+async function runHelper(docker: Docker, name: string, cmd: string[], binds: string[]): Promise<string> {
   await docker.getContainer(name).remove({ force: true }).catch(() => undefined);
   const c = await docker.createContainer({
     name,
@@ -665,6 +692,8 @@ async function runHelper(docker: Docker, name: string, cmd: string[], binds: str
       const logs = (await c.logs({ stdout: true, stderr: true, tail: 5 })).toString('utf8');
       throw new Error(`${cmd.join(' ')} exited with ${res.StatusCode}: ${logs.trim()}`);
     }
+    // Its output (stdout and stderr, Docker's stream headers stripped).
+    return demuxDockerLog((await c.logs({ stdout: true, stderr: true, follow: false })) as unknown as Buffer);
   } finally {
     await c.remove({ force: true }).catch(() => undefined);
   }

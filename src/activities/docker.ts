@@ -151,6 +151,89 @@ export function createDockerActivities({ docker, log, breakers }: DockerDeps) {
       }
     },
 
+    /**
+     * Volume runbooks: the container exists and mounts the named volume (read-only check);
+     * otherwise a non-retryable InvalidInput naming `field`, before anything is touched.
+     */
+    async checkVolumeMount(input: { service: string; volume: string; field: string }): Promise<{ destination: string; running: boolean; paused: boolean }> {
+      const info = await engine(async () => {
+        try {
+          return await docker.getContainer(input.service).inspect();
+        } catch (err) {
+          if (isStatus(err, 404)) throw ApplicationFailure.create({ type: 'InvalidInput', nonRetryable: true, message: `${input.field}: no container named "${input.service}" on this Docker engine` });
+          throw err;
+        }
+      });
+      const mount = (info.Mounts ?? []).find((m) => m.Type === 'volume' && m.Name === input.volume);
+      if (!mount) throw ApplicationFailure.create({ type: 'InvalidInput', nonRetryable: true, message: `${input.field}: container "${input.service}" does not mount the volume "${input.volume}"` });
+      return { destination: mount.Destination, running: info.State.Running, paused: info.State.Paused };
+    },
+
+    /** docker pause (freeze every process), for a consistent copy. Idempotent: a paused one stays paused; a stopped one is left alone (already quiet). */
+    async pauseContainer(service: string): Promise<{ paused: boolean; detail: string }> {
+      const info = await inspect(service);
+      if (info.State.Paused) return { paused: true, detail: 'already paused' };
+      if (!info.State.Running) return { paused: false, detail: `not running (${info.State.Status}): nothing to pause` };
+      await engine(() => docker.getContainer(service).pause());
+      log.info({ service }, 'container paused');
+      return { paused: true, detail: 'paused' };
+    },
+
+    /** docker unpause. Idempotent: a container that is not paused (or gone) is left as it is. */
+    async unpauseContainer(service: string): Promise<{ unpaused: boolean; detail: string }> {
+      let info: Docker.ContainerInspectInfo;
+      try {
+        info = await inspect(service);
+      } catch (err) {
+        if (err instanceof ApplicationFailure && err.type === 'ServiceNotFound') return { unpaused: false, detail: 'no such container' };
+        throw err;
+      }
+      if (!info.State.Paused) return { unpaused: false, detail: `not paused (${info.State.Status})` };
+      await engine(() => docker.getContainer(service).unpause());
+      log.info({ service }, 'container unpaused');
+      return { unpaused: true, detail: 'unpaused' };
+    },
+
+    /** Graceful stop (grace `stopTimeoutSec`). Idempotent: a stopped container stays stopped (304). */
+    async stopContainer(input: { service: string; stopTimeoutSec: number }): Promise<{ wasRunning: boolean }> {
+      const ctx = Context.current();
+      const beat = setInterval(() => ctx.heartbeat({ service: input.service }), 1_000);
+      try {
+        const info = await inspect(input.service);
+        const wasRunning = info.State.Running || info.State.Restarting || info.State.Paused;
+        if (wasRunning) {
+          await breakers.call(
+            'docker-stop',
+            async () => {
+              try {
+                await docker.getContainer(input.service).stop({ t: input.stopTimeoutSec });
+              } catch (err) {
+                if (!isStatus(err, 304)) throw err;
+              }
+            },
+            { timeoutMs: false },
+          );
+          log.info({ service: input.service }, 'container stopped');
+        }
+        return { wasRunning };
+      } finally {
+        clearInterval(beat);
+      }
+    },
+
+    /** Start a container. Idempotent: a running container is left running (304). */
+    async startContainer(service: string): Promise<{ startedAt: number }> {
+      await inspect(service);
+      await engine(async () => {
+        try {
+          await docker.getContainer(service).start();
+        } catch (err) {
+          if (!isStatus(err, 304)) throw err;
+        }
+      });
+      return { startedAt: toMs((await inspect(service)).State.StartedAt) };
+    },
+
     /** Exit code and the tail of the log (redacted), for the escalation alert. */
     async failureContext(input: { service: string; tailLines: number }): Promise<FailureContext> {
       const info = await inspect(input.service);

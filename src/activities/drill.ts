@@ -98,6 +98,90 @@ async function atomicWrite(file: string, text: string): Promise<void> {
   await rename(tmp, file);
 }
 
+// ---- delete-volume-data: pure pieces (unit-tested) -------------------------------------------
+
+/** A file of the volume drill's seeded data and its SHA-256. */
+export interface VolumeFileSum {
+  path: string;
+  sha256: string;
+}
+
+/**
+ * The volume drill's container command: a heartbeat writer (a shell loop appending the wall-clock
+ * time in ms to <data>/heartbeat.log every HEARTBEAT_SEC; busybox `date` has no %N, `adjtimex`
+ * gives the microseconds) next to the demo service, both restarted with the container.
+ */
+export const VOLUME_DRILL_ENTRYPOINT = [
+  'sh',
+  '-c',
+  [
+    'd="${DATA_DIR:-/data}"; s="${HEARTBEAT_SEC:-0.2}"; mkdir -p "$d"',
+    `( while :; do adjtimex 2>/dev/null | awk '/tv_sec/ {s=$2} /tv_usec/ {u=$2} END {if (s != "") printf "%s%03d\\n", s, int(u / 1000)}' >>"$d/heartbeat.log"; sleep "$s"; done ) &`,
+    'exec /bin/demo-service',
+  ].join('\n'),
+];
+
+/** Seeds `n` files with known content under <data>/items (deterministic: a retry writes the same bytes), then lists their SHA-256. */
+export const VOLUME_SEED_SCRIPT =
+  'set -e; d="$1"; n="$2"; mkdir -p "$d/items"; i=1; while [ "$i" -le "$n" ]; do seq 1 $((i * 37)) | sed "s/^/item $i line /" >"$d/items/item-$i.txt"; i=$((i + 1)); done; cd "$d/items" && sha256sum item-*.txt';
+
+/** `sha256sum` output -> sorted (path, sum) pairs. */
+export function parseSha256sum(text: string): VolumeFileSum[] {
+  const out: VolumeFileSum[] = [];
+  for (const line of text.split('\n')) {
+    const m = /^([0-9a-f]{64}) [ *]?(.+)$/.exec(line.trim());
+    if (m) out.push({ path: m[2]!, sha256: m[1]! });
+  }
+  return out.sort((a, b) => a.path.localeCompare(b.path));
+}
+
+/** One digest of a file list (order-independent), for the report's validation row. */
+export function digestOf(files: VolumeFileSum[]): string {
+  const h = createHash('sha256');
+  for (const f of [...files].sort((a, b) => a.path.localeCompare(b.path))) h.update(`${f.sha256}  ${f.path}\n`);
+  return h.digest('hex');
+}
+
+/** Compare the volume's files with the expected ones: how many match, and the first difference. */
+export function compareFiles(expected: VolumeFileSum[], actual: VolumeFileSum[]): { ok: boolean; matching: number; problem?: string } {
+  const have = new Map(actual.map((f) => [f.path, f.sha256]));
+  let matching = 0;
+  let problem: string | undefined;
+  for (const f of expected) {
+    const sum = have.get(f.path);
+    if (sum === f.sha256) matching += 1;
+    else problem ??= sum === undefined ? `${f.path} is missing` : `${f.path}: SHA-256 differs`;
+  }
+  return { ok: matching === expected.length, matching, ...(problem ? { problem } : {}) };
+}
+
+/** heartbeat.log (one ms timestamp a line) -> the newest at or before `before` (ms), and how many lines are at or before it. */
+export function newestHeartbeatIn(text: string, before: number): { newest?: number; rows: number } {
+  let newest: number | undefined;
+  let rows = 0;
+  for (const line of text.split('\n')) {
+    if (!/^\d{13}$/.test(line.trim())) continue;
+    const t = Number(line.trim());
+    if (t > before) continue;
+    rows += 1;
+    if (newest === undefined || t > newest) newest = t;
+  }
+  return { ...(newest !== undefined ? { newest } : {}), rows };
+}
+
+/** Split a docker exec stream (no TTY: 8-byte frame headers) into stdout and stderr. */
+function demuxExec(buf: Buffer): { stdout: string; stderr: string } {
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  let i = 0;
+  while (i + 8 <= buf.length) {
+    const size = buf.readUInt32BE(i + 4);
+    (buf[i] === 2 ? err : out).push(buf.subarray(i + 8, i + 8 + size));
+    i += 8 + size;
+  }
+  return { stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') };
+}
+
 export function createDrillActivities({ docker, log, env = process.env }: DrillDeps) {
   const config = loadConfig(env);
   // The same admin and backup store as the pg-instances and backup activities.
@@ -156,6 +240,40 @@ export function createDrillActivities({ docker, log, env = process.env }: DrillD
     // Order by the whole row's text, so the checksum needs no key and is the same on any copy.
     const r = await c.query<{ n: string; sum: string | null }>(`SELECT count(*)::text AS n, md5(coalesce(string_agg(x.r, E'\\n' ORDER BY x.r), '')) AS sum FROM (SELECT t::text AS r FROM ${t} t) x`);
     return { table, rows: Number(r.rows[0]?.n ?? 0), checksum: r.rows[0]?.sum ?? '' };
+  }
+
+  /** docker exec in a running container: exit code, stdout, stderr (bounded in time). */
+  async function execIn(name: string, cmd: string[], timeoutMs = 30_000): Promise<{ code: number; stdout: string; stderr: string }> {
+    const exec = await docker.getContainer(name).exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true });
+    const stream = (await exec.start({})) as NodeJS.ReadableStream & { destroy?: () => void };
+    const chunks: Buffer[] = [];
+    const reading = (async () => {
+      for await (const chunk of stream) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk));
+    })();
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([reading, new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`docker exec ${cmd[0]} in ${name}: no end within ${timeoutMs} ms`)), timeoutMs)))]);
+    } catch (err) {
+      stream.destroy?.();
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
+    const { stdout, stderr } = demuxExec(Buffer.concat(chunks));
+    // The stream ends as the process exits; the engine may record the exit code a moment later.
+    let info = await exec.inspect();
+    for (let i = 0; i < 100 && (info.Running || info.ExitCode === null); i += 1) {
+      await new Promise((r) => setTimeout(r, 20));
+      info = await exec.inspect();
+    }
+    return { code: info.ExitCode ?? -1, stdout, stderr };
+  }
+
+  /** SHA-256 of the volume drill's seeded files (under <data>/items); fails when the folder is gone. */
+  async function volumeSums(service: string, dataPath: string): Promise<VolumeFileSum[]> {
+    const r = await execIn(service, ['sh', '-c', 'cd "$1/items" && sha256sum item-*.txt', 'sums', dataPath]);
+    if (r.code !== 0) throw new Error(`${dataPath}/items: ${r.stderr.trim() || `exit ${r.code}`}`);
+    return parseSha256sum(r.stdout);
   }
 
   return {
@@ -473,6 +591,167 @@ export function createDrillActivities({ docker, log, env = process.env }: DrillD
       if (!existsSync(dir)) return false;
       await rm(dir, { recursive: true, force: true });
       return true;
+    },
+
+    // ---- delete-volume-data ---------------------------------------------------------------
+
+    /**
+     * The volume drill's own demo container (host network, 127.0.0.1:port) with its own named
+     * volume at `dataPath` and the heartbeat writer (VOLUME_DRILL_ENTRYPOINT). Refuses (InvalidInput,
+     * before creating anything) a container or volume of that name that is not a drill's; reuses
+     * its own on a retry. Records the pair in the drill's folder first, for the rollbacks.
+     */
+    async drillRunVolumeDemo(input: { drillId: string; name: string; port: number; volume: string; dataPath: string; heartbeatIntervalMs: number; image?: string }): Promise<{ name: string; volume: string; healthUrl: string; created: boolean }> {
+      const healthUrl = `http://127.0.0.1:${input.port}/health`;
+      const existingVolume = await docker.getVolume(input.volume).inspect().catch((err: unknown) => (isStatus(err, 404) ? undefined : Promise.reject(err)));
+      if (existingVolume && existingVolume.Labels?.[DRILL_LABEL] !== 'true') throw ApplicationFailure.nonRetryable(`target.volume: a volume named ${input.volume} exists and is not a drill volume`, 'InvalidInput');
+      const existing = await docker.getContainer(input.name).inspect().catch((err: unknown) => (isStatus(err, 404) ? undefined : Promise.reject(err)));
+      if (existing) {
+        if (existing.Config.Labels?.[DRILL_LABEL] !== 'true') throw ApplicationFailure.nonRetryable(`target.service: a container named ${input.name} exists and is not a drill container`, 'InvalidInput');
+        if (!(existing.Mounts ?? []).some((m) => m.Type === 'volume' && m.Name === input.volume)) throw ApplicationFailure.nonRetryable(`target.service: drill container ${input.name} does not mount ${input.volume}`, 'InvalidInput');
+      }
+      await atomicWrite(path.join(drillDir(input.drillId), 'volume.json'), JSON.stringify({ container: input.name, volume: input.volume }));
+      if (!existingVolume) await docker.createVolume({ Name: input.volume, Labels: { [DRILL_LABEL]: 'true', 'durable-ops.drill-id': sanitiseId(input.drillId) } });
+      if (existing) {
+        if (!existing.State.Running) await docker.getContainer(input.name).start().catch((err: unknown) => (isStatus(err, 304) ? undefined : Promise.reject(err)));
+        return { name: input.name, volume: input.volume, healthUrl, created: false };
+      }
+      const container = await docker.createContainer({
+        name: input.name,
+        Image: input.image ?? env.DURABLE_OPS_DEMO_IMAGE ?? 'durable-ops/demo-service:latest',
+        Entrypoint: VOLUME_DRILL_ENTRYPOINT,
+        Env: [`PORT=${input.port}`, `DATA_DIR=${input.dataPath}`, `HEARTBEAT_SEC=${(input.heartbeatIntervalMs / 1000).toFixed(3)}`],
+        Labels: { [DRILL_LABEL]: 'true' },
+        Healthcheck: { Test: ['CMD', '/bin/healthcheck'], Interval: 1_000 * NS, Timeout: 2_000 * NS, Retries: 3, StartPeriod: 1_000 * NS },
+        HostConfig: { NetworkMode: 'host', Binds: [`${input.volume}:${input.dataPath}`], RestartPolicy: { Name: 'no' } },
+      });
+      await container.start();
+      log.info({ container: input.name, port: input.port, volume: input.volume }, 'volume drill demo container started');
+      return { name: input.name, volume: input.volume, healthUrl, created: true };
+    },
+
+    /** Seed `files` files of known content into the volume (through the container); their SHA-256. Idempotent. */
+    async drillSeedVolume(input: { service: string; dataPath: string; files: number }): Promise<{ files: VolumeFileSum[]; digest: string }> {
+      const r = await execIn(input.service, ['sh', '-c', VOLUME_SEED_SCRIPT, 'seed', input.dataPath, String(input.files)]);
+      if (r.code !== 0) throw new Error(`seeding ${input.service}:${input.dataPath} exited with ${r.code}: ${r.stderr.trim()}`);
+      const files = parseSha256sum(r.stdout);
+      if (files.length !== input.files) throw new Error(`seeded ${input.files} files, sha256sum listed ${files.length}`);
+      return { files, digest: digestOf(files) };
+    },
+
+    /** SHA-256 of the seeded files as the volume holds them now (through the container). Read-only. */
+    async drillVolumeChecksums(input: { service: string; dataPath: string }): Promise<{ files: VolumeFileSum[]; digest: string }> {
+      const files = await volumeSums(input.service, input.dataPath);
+      return { files, digest: digestOf(files) };
+    },
+
+    /**
+     * Steady state of the volume drill: GET /health answers 200, the seeded files are there with
+     * their checksums, and the heartbeat file advances (two reads `intervalMs * 3` apart). Polls
+     * until it holds or the deadline.
+     */
+    async drillProbeVolume(input: { service: string; healthUrl: string; dataPath: string; expected: VolumeFileSum[]; intervalMs: number; timeoutMs: number }): Promise<{ ok: boolean; matching?: number; newestHeartbeat?: number; advancing?: boolean; error?: string }> {
+      const ctx = Context.current();
+      const t0 = Date.now();
+      const lastBeat = async () => {
+        const r = await execIn(input.service, ['tail', '-n', '1', `${input.dataPath}/heartbeat.log`]);
+        const t = Number(r.stdout.trim());
+        return r.code === 0 && /^\d{13}$/.test(r.stdout.trim()) ? t : undefined;
+      };
+      let last: { ok: boolean; matching?: number; newestHeartbeat?: number; advancing?: boolean; error?: string } = { ok: false, error: 'not probed' };
+      for (;;) {
+        try {
+          const res = await fetch(input.healthUrl, { signal: AbortSignal.timeout(2_000) });
+          await res.arrayBuffer().catch(() => undefined);
+          if (res.status !== 200) {
+            last = { ok: false, error: `GET /health: HTTP ${res.status}` };
+          } else {
+            const cmp = compareFiles(input.expected, await volumeSums(input.service, input.dataPath));
+            const first = await lastBeat();
+            await new Promise((r) => setTimeout(r, input.intervalMs * 3));
+            const second = await lastBeat();
+            const advancing = first !== undefined && second !== undefined && second > first;
+            const ok = cmp.ok && advancing;
+            last = { ok, matching: cmp.matching, ...(second !== undefined ? { newestHeartbeat: second } : {}), advancing, ...(ok ? {} : { error: !cmp.ok ? `${cmp.matching}/${input.expected.length} files match (${cmp.problem})` : 'heartbeat not advancing' }) };
+          }
+        } catch (err) {
+          const e = err as Error & { cause?: { code?: string } };
+          last = { ok: false, error: e.cause?.code ?? e.message };
+        }
+        if (last.ok || Date.now() - t0 >= input.timeoutMs) return last;
+        ctx.heartbeat(last);
+        await ctx.sleep(Math.max(200, input.intervalMs));
+      }
+    },
+
+    /** Detection: poll the seeded files' checksums until they stop matching; when that was seen. */
+    async drillDetectVolume(input: { service: string; dataPath: string; expected: VolumeFileSum[]; timeoutMs: number; intervalMs: number }): Promise<{ detected: boolean; at: number; probes: number; error?: string }> {
+      const ctx = Context.current();
+      const t0 = Date.now();
+      let probes = 0;
+      for (;;) {
+        probes += 1;
+        let error: string | undefined;
+        try {
+          const cmp = compareFiles(input.expected, await volumeSums(input.service, input.dataPath));
+          if (!cmp.ok) error = `${cmp.matching}/${input.expected.length} files match (${cmp.problem})`;
+        } catch (err) {
+          error = (err as Error).message;
+        }
+        if (error) return { detected: true, at: Date.now(), probes, error };
+        if (Date.now() - t0 >= input.timeoutMs) return { detected: false, at: Date.now(), probes };
+        ctx.heartbeat({ probes });
+        await ctx.sleep(input.intervalMs);
+      }
+    },
+
+    /** Fault: delete the content of the drill's volume (rm -rf inside its drill container), once. */
+    async drillDeleteVolumeData(input: { drillId: string; service: string; dataPath: string }): Promise<FaultRecord> {
+      const info = await docker.getContainer(input.service).inspect();
+      if (info.Config.Labels?.[DRILL_LABEL] !== 'true') throw ApplicationFailure.nonRetryable(`refusing to delete data in ${input.service}: not a drill container`, 'NotADrillCopy');
+      return onceFault(input.drillId, 'delete-volume-data', async () => {
+        const at = Date.now();
+        const r = await execIn(input.service, ['sh', '-c', 'find "$1" -mindepth 1 -maxdepth 1 -exec rm -rf {} +', 'fault', input.dataPath]);
+        if (r.code !== 0) throw new Error(`rm -rf in ${input.service}:${input.dataPath} exited with ${r.code}: ${r.stderr.trim()}`);
+        log.warn({ service: input.service, dataPath: input.dataPath }, 'drill: volume content deleted');
+        return { at, detail: `deleted everything under ${input.dataPath} in ${input.service} (rm -rf)` };
+      });
+    },
+
+    /** Newest heartbeat at or before `before` (ms) that the (restored) volume holds: the RPO's other end. */
+    async drillVolumeNewestHeartbeat(input: { service: string; dataPath: string; before: number }): Promise<{ newest?: number; rows: number }> {
+      const r = await execIn(input.service, ['cat', `${input.dataPath}/heartbeat.log`]);
+      if (r.code !== 0) return { rows: 0 };
+      return newestHeartbeatIn(r.stdout, input.before);
+    },
+
+    /**
+     * Rollbacks of the volume drill, each a no-op when there is nothing to undo: the container,
+     * the volume (only the ones this drill recorded and labelled as a drill's) and the volume's
+     * backups in the store.
+     */
+    async drillRemoveVolumeDrill(input: { drillId: string; what: 'container' | 'volume' | 'backups' }): Promise<string> {
+      const file = path.join(drillDir(input.drillId), 'volume.json');
+      if (!existsSync(file)) return 'nothing recorded';
+      const rec = JSON.parse(await readFile(file, 'utf8')) as { container: string; volume: string };
+      if (input.what === 'container') {
+        const info = await docker.getContainer(rec.container).inspect().catch((err: unknown) => (isStatus(err, 404) ? undefined : Promise.reject(err)));
+        if (!info) return `${rec.container} absent`;
+        if (info.Config.Labels?.[DRILL_LABEL] !== 'true') throw ApplicationFailure.nonRetryable(`${rec.container} is not a drill container; not removing it`, 'NotADrillCopy');
+        await docker.getContainer(rec.container).remove({ force: true });
+        return `${rec.container} removed`;
+      }
+      if (input.what === 'volume') {
+        const info = await docker.getVolume(rec.volume).inspect().catch((err: unknown) => (isStatus(err, 404) ? undefined : Promise.reject(err)));
+        if (!info) return `${rec.volume} absent`;
+        if (info.Labels?.[DRILL_LABEL] !== 'true') throw ApplicationFailure.nonRetryable(`${rec.volume} is not a drill volume; not removing it`, 'NotADrillCopy');
+        await docker.getVolume(rec.volume).remove({ force: true });
+        return `${rec.volume} removed`;
+      }
+      const dir = path.join(backupDir, 'volumes', rec.volume);
+      if (!existsSync(dir)) return 'none';
+      await rm(dir, { recursive: true, force: true });
+      return `${dir} removed`;
     },
 
     /** The report files: report.json, report.md and timeline.svg in the drill's folder (or reportDir). Idempotent. */

@@ -101,6 +101,10 @@ export const DRILL_HEARTBEAT_INTERVAL_MS = 200;
 export const DRILL_SEED_ROWS = 1_000;
 export const DRILL_STOP_TIMEOUT_SEC = 5;
 export const DRILL_SCHEDULE_EVERY = '7 days';
+/** Docker volume backups (backupVolume) kept per volume; files the delete-volume-data drill seeds; where its demo container mounts the volume. */
+export const VOLUME_BACKUP_KEEP = 7;
+export const DRILL_VOLUME_FILES = 20;
+export const DRILL_VOLUME_DATA_PATH = '/data';
 
 /** Service KPIs. */
 export const KPI_P95_LATENCY_MS = 200;

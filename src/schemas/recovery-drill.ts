@@ -9,8 +9,9 @@
 import { z } from 'zod';
 import * as seed from '../config/defaults';
 import { containerName, durationMs, httpUrl } from './common';
+import { volumeName } from './database';
 
-export const DRILL_SCENARIOS = ['kill-container', 'stop-postgres', 'delete-data-folder', 'drop-table', 'corrupt-backup'] as const;
+export const DRILL_SCENARIOS = ['kill-container', 'stop-postgres', 'delete-data-folder', 'drop-table', 'corrupt-backup', 'delete-volume-data'] as const;
 export type DrillScenario = (typeof DRILL_SCENARIOS)[number];
 
 const identifier = z.string().regex(/^[a-z_][a-z0-9_]{0,40}$/, 'must be a lower-case SQL identifier');
@@ -54,6 +55,24 @@ export const databaseTargetSchema = z.strictObject({
   dropTable: identifier.default('drill_items'),
 });
 
+/**
+ * delete-volume-data: the drill runs its own demo container (host network, 127.0.0.1:<demoPort>)
+ * with its own named volume, seeds `files` files into it and writes a heartbeat file; the fault
+ * deletes the volume's content; the recovery is the restoreVolume runbook. Container and volume
+ * are created and removed by the drill (an existing one that is not a drill's is refused).
+ */
+export const volumeTargetSchema = z.strictObject({
+  /** The drill's demo container (created and removed by the drill). */
+  service: containerName,
+  demoPort: z.number().int().min(1024, 'must be >= 1024').max(65535, 'must be <= 65535'),
+  /** The drill's named volume (created and removed by the drill, with its backups). */
+  volume: volumeName,
+  /** Data files seeded into the volume; their checksums are verified after the restore. */
+  files: z.number().int('must be a whole number').min(1, 'must be >= 1').max(1000, 'must be <= 1000').default(seed.DRILL_VOLUME_FILES),
+  healthTimeoutMs: durationMs.min(1, 'must be > 0').max(600_000, 'must be <= 600000').default(seed.HEALTHCHECK_START_PERIOD_MS),
+  stopTimeoutSec: z.number().int().min(0).max(600).default(seed.DRILL_STOP_TIMEOUT_SEC),
+});
+
 const common = {
   approval: drillApprovalSchema.optional(),
   /** The drill may touch the project's own data (cluster 'main'); also needs an approval. */
@@ -79,10 +98,12 @@ export const recoveryDrillInputSchema = z
       dbScenario('delete-data-folder'),
       dbScenario('drop-table'),
       dbScenario('corrupt-backup'),
+      z.strictObject({ scenario: z.literal('delete-volume-data'), target: volumeTargetSchema, ...common }),
     ],
     { error: (issue) => (issue.code === 'invalid_union' ? `unknown scenario: one of ${DRILL_SCENARIOS.join(', ')}` : undefined) },
   )
   .superRefine((input, ctx) => {
+    if (input.scenario === 'delete-volume-data') return; // the drill's own container and volume only
     if (input.scenario === 'kill-container' || input.target.database !== 'main') return;
     if (!input.allowUserData) ctx.addIssue({ code: 'custom', path: ['allowUserData'], message: "must be true for a drill on the project's own cluster 'main'" });
     if (!input.approval) ctx.addIssue({ code: 'custom', path: ['approval'], message: "required for a drill on the project's own cluster 'main' ({ by, reason })" });
@@ -93,5 +114,6 @@ export type RecoveryDrillParams = z.output<typeof recoveryDrillInputSchema>;
 
 /** What the drill says it will touch (for the summary and the report). */
 export function drillSubject(input: RecoveryDrillParams): string {
+  if (input.scenario === 'delete-volume-data') return `volume/${input.target.volume}`;
   return input.scenario === 'kill-container' ? input.target.service : input.target.database === 'main' ? 'main' : 'drill-copy';
 }

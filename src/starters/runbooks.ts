@@ -15,6 +15,7 @@ import { autoscaleServiceInputSchema } from '../schemas/autoscale-service';
 import { rotateCredentialInputSchema } from '../schemas/rotate-credential';
 import { scaleServiceInputSchema } from '../schemas/scale-service';
 import { startDatabaseInputSchema } from '../schemas/start-database';
+import { backupVolumeInputSchema, restoreVolumeInputSchema } from '../schemas/volume';
 import { superviseServiceInputSchema } from '../schemas/supervise-service';
 
 interface RunbookSpec<S extends z.ZodType> {
@@ -90,6 +91,20 @@ export const RUNBOOKS = {
     service: (i) => i.instanceId,
     workflowId: (i, at) => `start-db/${i.instanceId}/${at.toISOString().replace(/[:.]/g, '-')}`,
     summary: (i) => `start database instance ${i.instanceId}`,
+    entity: false,
+  }),
+  backupVolume: spec({
+    schema: backupVolumeInputSchema,
+    service: (i) => `volume/${i.volume}`,
+    workflowId: (i, at) => `backup-volume/${i.volume}/${at.toISOString().replace(/[:.]/g, '-')}`,
+    summary: (i) => `backup of volume ${i.volume}${i.quiesce ? ` (${i.quiesce.service} paused)` : ''}`,
+    entity: false,
+  }),
+  restoreVolume: spec({
+    schema: restoreVolumeInputSchema,
+    service: (i) => `volume/${i.intoVolume ?? i.volume}`,
+    workflowId: (i, at) => `restore-volume/${i.intoVolume ?? i.volume}/${at.toISOString().replace(/[:.]/g, '-')}`,
+    summary: (i) => `restore volume ${i.volume}${i.intoVolume ? ` into ${i.intoVolume}` : ''} from ${i.backupId ?? 'the newest good backup'}${i.service ? ` (${i.service} stopped and started)` : ''}`,
     entity: false,
   }),
   resizeService: spec({

@@ -13,3 +13,5 @@ export { resizeService } from './resize-service';
 export { autoscaleService } from './autoscale-service';
 export { recoveryDrill } from './recovery-drill';
 export { startDatabase } from './start-database';
+export { backupVolume } from './backup-volume';
+export { restoreVolume } from './restore-volume';

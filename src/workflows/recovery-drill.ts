@@ -30,6 +30,9 @@ import type { backupDatabase, BackupDatabaseResult } from './backup-database';
 import type { restartService } from './restart-service';
 import type { restoreDatabase } from './restore-database';
 import type { startDatabase } from './start-database';
+import { DRILL_VOLUME_DATA_PATH } from '../config/defaults';
+import type { backupVolume } from './backup-volume';
+import type { restoreVolume } from './restore-volume';
 import { now } from './shared/deterministic';
 import { rootMessage } from './shared/errors';
 import { beginRunbook, iso, showDetails } from './shared/runbook';
@@ -467,6 +470,81 @@ async function databaseDrill(d: Drill, input: DatabaseDrillParams): Promise<void
   await verifyRecovered(d, input, { target, rpoDb: target, sourceStats, fault, faultMark });
 }
 
+/**
+ * delete-volume-data: the drill's own demo container with its own named volume (seeded files,
+ * and a heartbeat file the container appends to every heartbeatIntervalMs) -> a backupVolume child
+ * (quiesced) -> steady state (GET /health, the files' checksums, the heartbeat advancing) -> the
+ * volume's content deleted (rm -rf inside the container) -> detected by the data probe -> a
+ * restoreVolume child (stop, restore, start, health) -> steady state again, the files' checksums
+ * equal the seeded ones. RPO = fault time - the newest heartbeat the restored volume holds.
+ */
+async function volumeDrill(d: Drill, input: Extract<RecoveryDrillParams, { scenario: 'delete-volume-data' }>): Promise<void> {
+  const t = input.target;
+  const dataPath = DRILL_VOLUME_DATA_PATH;
+  d.phase('setup');
+  // Rollbacks run newest first: the container, then its volume, then the volume's backups.
+  d.onRollback(`remove the backups of volume ${t.volume}`, () => quick.drillRemoveVolumeDrill({ drillId: d.drillId, what: 'backups' }));
+  d.onRollback(`remove volume ${t.volume}`, () => quick.drillRemoveVolumeDrill({ drillId: d.drillId, what: 'volume' }));
+  d.onRollback(`remove demo container ${t.service}`, () => quick.drillRemoveVolumeDrill({ drillId: d.drillId, what: 'container' }));
+  const demo = await quick.drillRunVolumeDemo({ drillId: d.drillId, name: t.service, port: t.demoPort, volume: t.volume, dataPath, heartbeatIntervalMs: input.heartbeatIntervalMs });
+  d.step('run demo container with its volume', true, `${t.service} on ${demo.healthUrl}, volume ${t.volume} at ${dataPath}, heartbeat every ${input.heartbeatIntervalMs} ms`);
+  const up = await long.waitHealthy({ service: t.service, url: demo.healthUrl, timeoutMs: 30_000, intervalMs: 250, probeTimeoutMs: 2_000 });
+  if (!up.healthy) throw fail('SteadyStateBroken', `the drill container never served: ${demo.healthUrl} ${up.last.error ?? up.last.status}`);
+  const seeded = await quick.drillSeedVolume({ service: t.service, dataPath, files: t.files });
+  d.step(`seed ${t.files} files`, seeded.files.length === t.files, `${seeded.files.length} files under ${dataPath}/items (digest ${seeded.digest.slice(0, 12)}...)`);
+
+  const backup = await executeChild<typeof backupVolume>('backupVolume', { workflowId: `${d.drillId}/backup`, args: [{ volume: t.volume, keep: 5, quiesce: { service: t.service } }] });
+  d.step('volume backup (backupVolume, container paused)', true, `${backup.backupId} (${backup.sizeBytes} bytes, consistent until ${backup.consistentUntil})`);
+
+  d.phase('steady-state-before');
+  const before = await long.drillProbeVolume({ service: t.service, healthUrl: demo.healthUrl, dataPath, expected: seeded.files, intervalMs: input.heartbeatIntervalMs, timeoutMs: 30_000 });
+  d.step('steady state before: GET /health + checksums + heartbeat advancing', before.ok, before.error ?? `HTTP 200, ${before.matching}/${t.files} files match`);
+  if (!before.ok) throw fail('SteadyStateBroken', `steady state does not hold before the fault: ${before.error}`);
+  d.mark('steady state ok');
+
+  d.phase('fault');
+  const fault = await quick.drillDeleteVolumeData({ drillId: d.drillId, service: t.service, dataPath });
+  const faultMark = d.mark('fault injected', fault.detail);
+  d.report.rpo.faultAt = fault.at;
+  d.step('fault: delete the volume content', true, fault.detail);
+
+  d.phase('detecting');
+  const det = await long.drillDetectVolume({ service: t.service, dataPath, expected: seeded.files, timeoutMs: 30_000, intervalMs: 100 });
+  d.mark('detected', det.detected ? `probe failed: ${det.error}` : 'probe never failed');
+  d.step('detect: data probe fails', det.detected, det.error);
+
+  d.phase('recovering');
+  const childId = `${d.drillId}/recovery`;
+  d.mark('recovery started', 'restoreVolume (child)');
+  const restored = await executeChild<typeof restoreVolume>('restoreVolume', {
+    workflowId: childId,
+    args: [{ volume: t.volume, service: t.service, healthUrl: demo.healthUrl, healthTimeoutMs: t.healthTimeoutMs, stopTimeoutSec: t.stopTimeoutSec }],
+  });
+  d.report.recovery = { workflowType: 'restoreVolume', workflowId: childId, volume: restored.volume, backupId: restored.backupId, skipped: restored.skipped, files: restored.files, durationMs: restored.durationMs };
+  d.mark('data restored', `backup ${restored.backupId} -> volume ${restored.volume} (${restored.files} files), ${t.service} restarted`);
+  d.step('recovery: restoreVolume', restored.backupId === backup.backupId && restored.healthy === true, `${restored.backupId}: ${restored.files} files, ${t.service} healthy=${String(restored.healthy)} in ${restored.durationMs} ms`);
+
+  d.phase('verifying');
+  const after = await long.drillProbeVolume({ service: t.service, healthUrl: demo.healthUrl, dataPath, expected: seeded.files, intervalMs: input.heartbeatIntervalMs, timeoutMs: 60_000 });
+  d.step('steady state after: GET /health + checksums + heartbeat advancing', after.ok, after.error ?? `HTTP 200, ${after.matching}/${t.files} files match`);
+  if (!after.ok) throw fail('SteadyStateBroken', `steady state does not hold after the recovery: ${after.error}`);
+  d.mark('service healthy', `${t.service}: /health 200, ${after.matching}/${t.files} files, heartbeat advancing`);
+
+  const sums = await quick.drillVolumeChecksums({ service: t.service, dataPath });
+  const valid = sums.digest === seeded.digest && sums.files.length === seeded.files.length;
+  d.report.validation = [{ table: `${t.volume}:${dataPath}/items`, source: { rows: seeded.files.length, checksum: seeded.digest }, restored: { rows: sums.files.length, checksum: sums.digest }, ok: valid }];
+  d.step('validate file count and checksums', valid, `${sums.files.length}/${seeded.files.length} files, checksums ${valid ? 'equal' : 'DIFFER'}`);
+  if (!valid) throw fail('ValidationFailed', `restored files differ from the seeded ones: ${sums.files.length}/${seeded.files.length} files`);
+
+  const hb = await quick.drillVolumeNewestHeartbeat({ service: t.service, dataPath, before: fault.at });
+  d.report.rpo.newestHeartbeat = hb.newest;
+  d.report.rpo.ms = hb.newest === undefined ? undefined : Math.max(0, fault.at - hb.newest);
+  d.step('RPO: newest heartbeat before the fault', hb.newest !== undefined, hb.newest === undefined ? 'no heartbeat survived' : `${hb.rows} heartbeat lines from before the fault survived, newest ${new Date(hb.newest).toISOString()}`);
+
+  const verified = d.mark('steady state verified');
+  d.report.rto.ms = verified - faultMark;
+}
+
 export async function recoveryDrill(rawInput: unknown): Promise<DrillReport> {
   const input = beginRunbook(RUNBOOK, recoveryDrillInputSchema, rawInput, drillSubject);
   const d = new Drill(input, workflowInfo().workflowId);
@@ -477,6 +555,7 @@ export async function recoveryDrill(rawInput: unknown): Promise<DrillReport> {
   let cancelled: unknown;
   try {
     if (input.scenario === 'kill-container') await killContainerDrill(d, input);
+    else if (input.scenario === 'delete-volume-data') await volumeDrill(d, input);
     else await databaseDrill(d, input);
     report.outcome = 'recovered';
   } catch (err) {

@@ -212,7 +212,7 @@ test('re-run of a real recovery: a past restartService becomes a kill-container 
 test('schedule: the committed drills file is valid; the weekly drill schedule installs idempotently', async () => {
   const drills = loadDrills(DEFAULT_DRILLS_FILE);
   assert.ok(drills.length >= 1);
-  assert.ok(drills.every((d) => d.every === DRILL_SCHEDULE_EVERY && (d.input.scenario === 'kill-container' || d.input.target.database === 'drill-copy')));
+  assert.ok(drills.every((d) => d.every === DRILL_SCHEDULE_EVERY && (d.input.scenario === 'kill-container' || d.input.scenario === 'delete-volume-data' || d.input.target.database === 'drill-copy')));
   const mine = { ...drills[0]!, id: uniqueName('drill-sched') };
   const id = drillScheduleId(mine.id);
   try {
