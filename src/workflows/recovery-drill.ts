@@ -28,7 +28,7 @@ import type { DatabaseRef } from '../schemas/database';
 import { drillSubject, recoveryDrillInputSchema, type RecoveryDrillParams } from '../schemas/recovery-drill';
 import type { backupDatabase, BackupDatabaseResult } from './backup-database';
 import type { restartService } from './restart-service';
-import type { restoreDatabase } from './restore-database';
+import type { restoreDatabase, RestoreDatabaseResult } from './restore-database';
 import type { startDatabase } from './start-database';
 import { DRILL_VOLUME_DATA_PATH } from '../config/defaults';
 import type { backupVolume } from './backup-volume';
@@ -243,6 +243,68 @@ async function verifyRecovered(d: Drill, input: DatabaseDrillParams, o: { target
   d.report.rto.ms = verified - o.faultMark;
 }
 
+/** Physical backups of `db` as children: one, or two a few heartbeats apart for corrupt-backup. */
+async function takeBackups(d: Drill, input: DatabaseDrillParams, db: DatabaseRef, keep?: number): Promise<BackupDatabaseResult[]> {
+  const backups: BackupDatabaseResult[] = [];
+  const count = input.scenario === 'corrupt-backup' ? 2 : 1;
+  for (let i = 1; i <= count; i += 1) {
+    if (i > 1) await sleep(input.heartbeatIntervalMs * 5); // a few heartbeats between the two backups
+    const b = await executeChild<typeof backupDatabase>('backupDatabase', { workflowId: `${d.drillId}/backup-${i}`, args: [{ database: db, kind: 'physical', ...(keep ? { keep } : {}) }] });
+    backups.push(b);
+    d.step(`physical backup ${i}${db.id === 'main' ? ' of main' : ''}`, true, `${b.backupId} (${b.sizeBytes} bytes, consistent until ${b.consistentUntil})`);
+  }
+  return backups;
+}
+
+/** The steady state before the fault; returns the declared tables' stats (the source at the restore point: they do not change after the seed). */
+async function steadyStateBefore(d: Drill, input: DatabaseDrillParams, db: DatabaseRef): Promise<TableStat[]> {
+  d.phase('steady-state-before');
+  const before = await long.drillProbeDb({ db, table: 'drill_items', expectedRows: input.target.seedRows, intervalMs: input.heartbeatIntervalMs, timeoutMs: 30_000 });
+  d.step('steady state before: rows + heartbeat advancing', before.ok, before.error ?? `${before.rows} rows`);
+  if (!before.ok) throw fail('SteadyStateBroken', `steady state does not hold before the fault: ${before.error}`);
+  const sourceStats = await quick.drillTableStats({ db, tables: input.target.tables });
+  d.mark('steady state ok');
+  return sourceStats;
+}
+
+/** Record the fault, then wait for the probe to see it. Returns the fault's timeline mark. */
+async function faultAndDetect(d: Drill, input: DatabaseDrillParams, db: DatabaseRef, fault: FaultRecord, label: string): Promise<number> {
+  const faultMark = d.mark('fault injected', fault.detail);
+  d.report.rpo.faultAt = fault.at;
+  d.step(`fault: ${label}`, true, fault.detail);
+  d.phase('detecting');
+  const det = await long.drillDetect({ db, ...(input.scenario === 'drop-table' ? { table: input.target.dropTable } : {}), timeoutMs: 30_000, intervalMs: 100 });
+  d.mark('detected', det.detected ? `probe failed: ${det.error}` : 'probe never failed');
+  d.step('detect: probe fails', det.detected, det.error);
+  return faultMark;
+}
+
+/**
+ * restoreDatabase as the recovery child into a fresh instance (dropped by a rollback unless adopted):
+ * to just before the fault for drop-table, else the latest point. For corrupt-backup, the
+ * corrupted newest backup must have been skipped for the previous good one.
+ */
+async function restoreChild(d: Drill, input: DatabaseDrillParams, source: DatabaseRef, restoredId: string, fault: FaultRecord, backups: BackupDatabaseResult[]): Promise<RestoreDatabaseResult> {
+  d.onRollback(`drop restored copy ${restoredId}`, async () => {
+    await quick.dropInstance(restoredId);
+    return restoredId;
+  });
+  const pointInTime = input.scenario === 'drop-table' ? new Date(fault.at).toISOString() : 'latest';
+  d.mark('recovery started', `restoreDatabase (child), point in time ${pointInTime}`);
+  const childId = `${d.drillId}/recovery`;
+  const restored = await executeChild<typeof restoreDatabase>('restoreDatabase', { workflowId: childId, args: [{ source, kind: 'physical', pointInTime, instanceId: restoredId }] });
+  d.report.recovery = { workflowType: 'restoreDatabase', workflowId: childId, backupId: restored.backupId, skipped: restored.skipped, recoveryTarget: restored.recoveryTarget, restoredAt: restored.restoredAt, instance: restored.instance.id };
+  d.mark('data restored', `backup ${restored.backupId} -> ${restored.instance.id} (${restored.recoveryTarget})`);
+  if (input.scenario === 'corrupt-backup') {
+    const corrupted = backups.at(-1)!.backupId;
+    const good = backups[0]!.backupId;
+    const skippedIt = restored.skipped.some((s) => s.backupId === corrupted);
+    d.step('previous good backup chosen', skippedIt && restored.backupId === good, `skipped ${restored.skipped.map((s) => `${s.backupId} (${s.reason})`).join(', ') || 'nothing'}; used ${restored.backupId}`);
+    if (!skippedIt || restored.backupId !== good) throw fail('WrongBackup', `expected the corrupted ${corrupted} to be skipped and ${good} used; used ${restored.backupId}`);
+  }
+  return restored;
+}
+
 /**
  * A drill on the project cluster 'main': the user's own data (the schema demands allowUserData and
  * an approval, whose author every activity that changes main logs). Same shape as on a drill copy,
@@ -272,24 +334,9 @@ async function mainClusterDrill(d: Drill, input: DatabaseDrillParams): Promise<v
   d.step('seed drill_items in main', seeded.rows === t.seedRows, `${seeded.rows} rows; created ${ownTables.join(', ') || 'nothing (tables there already)'}`);
   await startHeartbeatWriter(d, main, input.heartbeatIntervalMs);
 
-  const backups: BackupDatabaseResult[] = [];
-  if (input.scenario !== 'stop-postgres') {
-    const count = input.scenario === 'corrupt-backup' ? 2 : 1;
-    for (let i = 1; i <= count; i += 1) {
-      if (i > 1) await sleep(input.heartbeatIntervalMs * 5);
-      // main's own retention applies (no keep here): these are real backups of the user's data.
-      const b = await executeChild<typeof backupDatabase>('backupDatabase', { workflowId: `${d.drillId}/backup-${i}`, args: [{ database: main, kind: 'physical' }] });
-      backups.push(b);
-      d.step(`physical backup ${i} of main`, true, `${b.backupId} (${b.sizeBytes} bytes, consistent until ${b.consistentUntil})`);
-    }
-  }
-
-  d.phase('steady-state-before');
-  const before = await long.drillProbeDb({ db: main, table: 'drill_items', expectedRows: t.seedRows, intervalMs: input.heartbeatIntervalMs, timeoutMs: 30_000 });
-  d.step('steady state before: rows + heartbeat advancing', before.ok, before.error ?? `${before.rows} rows`);
-  if (!before.ok) throw fail('SteadyStateBroken', `steady state does not hold before the fault: ${before.error}`);
-  const sourceStats: TableStat[] = await quick.drillTableStats({ db: main, tables: t.tables });
-  d.mark('steady state ok');
+  // main's own retention applies (no keep here): these are real backups of the user's data.
+  const backups = input.scenario === 'stop-postgres' ? [] : await takeBackups(d, input, main);
+  const sourceStats = await steadyStateBefore(d, input, main);
 
   d.phase('fault');
   let fault: FaultRecord;
@@ -308,40 +355,18 @@ async function mainClusterDrill(d: Drill, input: DatabaseDrillParams): Promise<v
     const f = await long.deleteMainDataFolder(approval);
     fault = { kind: 'delete-data-folder', ...f };
   }
-  const faultMark = d.mark('fault injected', fault.detail);
-  d.report.rpo.faultAt = fault.at;
-  d.step(`fault: ${input.scenario} on main`, true, fault.detail);
-
-  d.phase('detecting');
-  const det = await long.drillDetect({ db: main, ...(input.scenario === 'drop-table' ? { table: t.dropTable } : {}), timeoutMs: 30_000, intervalMs: 100 });
-  d.mark('detected', det.detected ? `probe failed: ${det.error}` : 'probe never failed');
-  d.step('detect: probe fails', det.detected, det.error);
+  const faultMark = await faultAndDetect(d, input, main, fault, `${input.scenario} on main`);
 
   d.phase('recovering');
   let rpoDb: DatabaseRef = main;
-  const childId = `${d.drillId}/recovery`;
   if (input.scenario === 'stop-postgres') {
     d.mark('recovery started', 'startDatabase main (child)');
+    const childId = `${d.drillId}/recovery`;
     const started = await executeChild<typeof startDatabase>('startDatabase', { workflowId: childId, args: [{ instanceId: 'main' }] });
     d.report.recovery = { workflowType: 'startDatabase', workflowId: childId, durationMs: started.durationMs };
     d.mark('data restored', 'same data folder, started by the stack');
   } else {
-    d.onRollback(`drop restored copy ${restoredId}`, async () => {
-      await quick.dropInstance(restoredId);
-      return restoredId;
-    });
-    const pointInTime = input.scenario === 'drop-table' ? new Date(fault.at).toISOString() : 'latest';
-    d.mark('recovery started', `restoreDatabase (child), point in time ${pointInTime}`);
-    const restored = await executeChild<typeof restoreDatabase>('restoreDatabase', { workflowId: childId, args: [{ source: main, kind: 'physical', pointInTime, instanceId: restoredId }] });
-    d.report.recovery = { workflowType: 'restoreDatabase', workflowId: childId, backupId: restored.backupId, skipped: restored.skipped, recoveryTarget: restored.recoveryTarget, restoredAt: restored.restoredAt, instance: restored.instance.id };
-    d.mark('data restored', `backup ${restored.backupId} -> ${restored.instance.id} (${restored.recoveryTarget})`);
-    if (input.scenario === 'corrupt-backup') {
-      const corrupted = backups.at(-1)!.backupId;
-      const good = backups[0]!.backupId;
-      const skippedIt = restored.skipped.some((s) => s.backupId === corrupted);
-      d.step('previous good backup chosen', skippedIt && restored.backupId === good, `skipped ${restored.skipped.map((s) => `${s.backupId} (${s.reason})`).join(', ') || 'nothing'}; used ${restored.backupId}`);
-      if (!skippedIt || restored.backupId !== good) throw fail('WrongBackup', `expected the corrupted ${corrupted} to be skipped and ${good} used; used ${restored.backupId}`);
-    }
+    const restored = await restoreChild(d, input, main, restoredId, fault, backups);
     d.phase('switching');
     if (input.scenario === 'drop-table') {
       const copied = await long.copyTableToMain({ ...approval, from: restored.instance, table: t.dropTable });
@@ -383,24 +408,8 @@ async function databaseDrill(d: Drill, input: DatabaseDrillParams): Promise<void
 
   await startHeartbeatWriter(d, src, input.heartbeatIntervalMs);
 
-  const backups: BackupDatabaseResult[] = [];
-  if (restores) {
-    const count = input.scenario === 'corrupt-backup' ? 2 : 1;
-    for (let i = 1; i <= count; i += 1) {
-      if (i > 1) await sleep(input.heartbeatIntervalMs * 5); // a few heartbeats between the two backups
-      const b = await executeChild<typeof backupDatabase>('backupDatabase', { workflowId: `${d.drillId}/backup-${i}`, args: [{ database: src, kind: 'physical', keep: 5 }] });
-      backups.push(b);
-      d.step(`physical backup ${i}`, true, `${b.backupId} (${b.sizeBytes} bytes, consistent until ${b.consistentUntil})`);
-    }
-  }
-
-  d.phase('steady-state-before');
-  const before = await long.drillProbeDb({ db: src, table: 'drill_items', expectedRows: t.seedRows, intervalMs: input.heartbeatIntervalMs, timeoutMs: 30_000 });
-  d.step('steady state before: rows + heartbeat advancing', before.ok, before.error ?? `${before.rows} rows`);
-  if (!before.ok) throw fail('SteadyStateBroken', `steady state does not hold before the fault: ${before.error}`);
-  // The source at the restore point: the declared tables do not change after the seed.
-  const sourceStats: TableStat[] = await quick.drillTableStats({ db: src, tables: t.tables });
-  d.mark('steady state ok');
+  const backups = restores ? await takeBackups(d, input, src, 5) : [];
+  const sourceStats = await steadyStateBefore(d, input, src);
 
   d.phase('fault');
   let fault: FaultRecord;
@@ -422,14 +431,7 @@ async function databaseDrill(d: Drill, input: DatabaseDrillParams): Promise<void
       fault = await long.drillDeleteDataFolder({ drillId: d.drillId, instanceId: srcId, dataDir });
     }
   }
-  const faultMark = d.mark('fault injected', fault.detail);
-  d.report.rpo.faultAt = fault.at;
-  d.step(`fault: ${input.scenario}`, true, fault.detail);
-
-  d.phase('detecting');
-  const det = await long.drillDetect({ db: src, ...(input.scenario === 'drop-table' ? { table: t.dropTable } : {}), timeoutMs: 30_000, intervalMs: 100 });
-  d.mark('detected', det.detected ? `probe failed: ${det.error}` : 'probe never failed');
-  d.step('detect: probe fails', det.detected, det.error);
+  const faultMark = await faultAndDetect(d, input, src, fault, input.scenario);
 
   d.phase('recovering');
   let target: DatabaseRef = src;
@@ -441,27 +443,7 @@ async function databaseDrill(d: Drill, input: DatabaseDrillParams): Promise<void
     d.report.recovery = { workflowType: 'startDatabase', workflowId: childId, durationMs: started.durationMs };
     d.mark('data restored', 'same data folder, restarted');
   } else {
-    d.onRollback(`drop restored copy ${restoredId}`, async () => {
-      await quick.dropInstance(restoredId);
-      return restoredId;
-    });
-    const pointInTime = input.scenario === 'drop-table' ? new Date(fault.at).toISOString() : 'latest';
-    d.mark('recovery started', `restoreDatabase (child), point in time ${pointInTime}`);
-    const childId = `${d.drillId}/recovery`;
-    const restored = await executeChild<typeof restoreDatabase>('restoreDatabase', {
-      workflowId: childId,
-      args: [{ source: src, kind: 'physical', pointInTime, instanceId: restoredId }],
-    });
-    target = restored.instance;
-    d.report.recovery = { workflowType: 'restoreDatabase', workflowId: childId, backupId: restored.backupId, skipped: restored.skipped, recoveryTarget: restored.recoveryTarget, restoredAt: restored.restoredAt, instance: restored.instance.id };
-    d.mark('data restored', `backup ${restored.backupId} -> ${restored.instance.id} (${restored.recoveryTarget})`);
-    if (input.scenario === 'corrupt-backup') {
-      const corrupted = backups.at(-1)!.backupId;
-      const good = backups[0]!.backupId;
-      const skippedIt = restored.skipped.some((s) => s.backupId === corrupted);
-      d.step('previous good backup chosen', skippedIt && restored.backupId === good, `skipped ${restored.skipped.map((s) => `${s.backupId} (${s.reason})`).join(', ') || 'nothing'}; used ${restored.backupId}`);
-      if (!skippedIt || restored.backupId !== good) throw fail('WrongBackup', `expected the corrupted ${corrupted} to be skipped and ${good} used; used ${restored.backupId}`);
-    }
+    target = (await restoreChild(d, input, src, restoredId, fault, backups)).instance;
     d.phase('switching');
     await quick.drillSetEndpoint({ drillId: d.drillId, db: target });
     d.step('switch the consumer to the restored copy', true, `${target.id} on 127.0.0.1:${target.port}`);
