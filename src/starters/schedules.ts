@@ -16,6 +16,7 @@ import { describeIssues } from '../schemas/common';
 import { rotateCredentialInputSchema, type RotateCredentialParams } from '../schemas/rotate-credential';
 import * as seed from '../config/defaults';
 import { backupDatabaseInputSchema, databaseRefSchema, verifyBackupsInputSchema, type BackupKind, type DatabaseRef } from '../schemas/database';
+import { backupVolumeInputSchema, type BackupVolumeParams } from '../schemas/volume';
 import { DRILL_SCHEDULE_EVERY } from '../config/defaults';
 import { drillSubject, recoveryDrillInputSchema, type RecoveryDrillParams } from '../schemas/recovery-drill';
 import { connectClient } from '../workers/clients';
@@ -162,6 +163,8 @@ export interface BackupSchedule {
 
 const backupsFileSchema = z.strictObject({
   $comment: z.string().optional(),
+  /** Docker volumes of services with state on disk: a backupVolume input each, taken every VOLUME_BACKUP_EVERY_MS. */
+  volumes: z.array(backupVolumeInputSchema).default([]),
   databases: z.array(
     z.strictObject({
       database: databaseRefSchema,
@@ -209,9 +212,49 @@ export function backupScheduleOptions(b: BackupSchedule, taskQueue: string): Sch
   ];
 }
 
+export const volumeBackupScheduleId = (volume: string) => `backup-volume/${volume}`;
+
+/** The volumes of the backups file, each a valid backupVolume input (seed keep filled in). */
+export function loadVolumeBackups(file: string): BackupVolumeParams[] {
+  const parsed = backupsFileSchema.safeParse(JSON.parse(readFileSync(file, 'utf8')));
+  if (!parsed.success) throw new Error(`invalid ${file}:\n  ${describeIssues(parsed.error).join('\n  ')}`);
+  const names = parsed.data.volumes.map((v) => v.volume);
+  const dup = names.find((n, i) => names.indexOf(n) !== i);
+  if (dup) throw new Error(`invalid ${file}: volumes: "${dup}" appears twice`);
+  return parsed.data.volumes;
+}
+
+export function volumeBackupScheduleOptions(v: BackupVolumeParams, taskQueue: string): ScheduleOptions {
+  const scheduleId = volumeBackupScheduleId(v.volume);
+  const summary = `scheduled backup of volume ${v.volume}${v.quiesce ? ` (${v.quiesce.service} paused)` : ''}`;
+  return {
+    scheduleId,
+    spec: { intervals: [{ every: seed.VOLUME_BACKUP_EVERY_MS }] },
+    action: {
+      type: 'startWorkflow',
+      workflowType: 'backupVolume',
+      workflowId: `${scheduleId}/scheduled`,
+      taskQueue,
+      args: [v],
+      typedSearchAttributes: [
+        { key: SERVICE_ATTR, value: `volume/${v.volume}` },
+        { key: RUNBOOK_ATTR, value: 'backupVolume' },
+      ],
+      staticSummary: summary,
+    },
+    policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: ROTATION_CATCHUP_WINDOW, pauseOnFailure: false },
+    state: { note: `${summary} every ${Math.round(seed.VOLUME_BACKUP_EVERY_MS / 60_000)} min (managed by npm run schedules)` },
+  };
+}
+
 /** Create each backup schedule, or update it to the configured one. */
 export async function installBackupSchedules(client: Client, backups: BackupSchedule[], taskQueue: string): Promise<Record<string, 'created' | 'updated'>> {
   return upsertSchedules(client, backups.flatMap((b) => backupScheduleOptions(b, taskQueue)));
+}
+
+/** Create each volume backup schedule, or update it to the configured one. */
+export async function installVolumeBackupSchedules(client: Client, volumes: BackupVolumeParams[], taskQueue: string): Promise<Record<string, 'created' | 'updated'>> {
+  return upsertSchedules(client, volumes.map((v) => volumeBackupScheduleOptions(v, taskQueue)));
 }
 
 async function main(): Promise<void> {
@@ -231,6 +274,8 @@ async function main(): Promise<void> {
     for (const [id, what] of Object.entries(drills)) process.stdout.write(`${what} schedule ${id}\n`);
     const backups = await installBackupSchedules(client, loadBackups(process.env.DURABLE_OPS_BACKUPS_CONFIG ?? DEFAULT_BACKUPS_FILE), config.DURABLE_OPS_TASK_QUEUE);
     for (const [id, what] of Object.entries(backups)) process.stdout.write(`${what} schedule ${id}\n`);
+    const volumes = await installVolumeBackupSchedules(client, loadVolumeBackups(process.env.DURABLE_OPS_BACKUPS_CONFIG ?? DEFAULT_BACKUPS_FILE), config.DURABLE_OPS_TASK_QUEUE);
+    for (const [id, what] of Object.entries(volumes)) process.stdout.write(`${what} schedule ${id}\n`);
     if (opts.trigger) {
       await client.schedule.getHandle(rotationScheduleId(opts.trigger)).trigger(ScheduleOverlapPolicy.SKIP);
       process.stdout.write(`triggered ${rotationScheduleId(opts.trigger)}\n`);

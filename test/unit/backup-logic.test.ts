@@ -77,3 +77,29 @@ test('config/backups.json: physical hourly, logical daily, verify every 15 min, 
   assert.deepEqual(opts.map((o) => o.spec.intervals?.[0]?.every), [3_600_000, 86_400_000, 900_000]);
   assert.deepEqual(opts.map((o) => (o.action.type === 'startWorkflow' ? o.action.workflowType : '')), ['backupDatabase', 'backupDatabase', 'verifyBackups']);
 });
+
+test('config/backups.json volumes: each a backupVolume input, backed up daily; bad entries named', async () => {
+  const { loadVolumeBackups, volumeBackupScheduleOptions, DEFAULT_BACKUPS_FILE } = await import('../../src/starters/schedules');
+  assert.deepEqual(loadVolumeBackups(DEFAULT_BACKUPS_FILE), []);
+  const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const path = await import('node:path');
+  const dir = mkdtempSync(path.join(tmpdir(), 'backups-'));
+  try {
+    const file = path.join(dir, 'backups.json');
+    writeFileSync(file, JSON.stringify({ databases: [], volumes: [{ volume: 'web-data', quiesce: { service: 'web' } }] }));
+    const [v] = loadVolumeBackups(file);
+    assert.deepEqual(v, { volume: 'web-data', keep: 7, quiesce: { service: 'web' } });
+    const o = volumeBackupScheduleOptions(v!, 'q');
+    assert.equal(o.scheduleId, 'backup-volume/web-data');
+    assert.equal(o.spec.intervals?.[0]?.every, 86_400_000);
+    assert.equal(o.action.type === 'startWorkflow' && o.action.workflowType, 'backupVolume');
+    assert.deepEqual(o.action.type === 'startWorkflow' && o.action.args, [v]);
+    writeFileSync(file, JSON.stringify({ databases: [], volumes: [{ volume: 'bad name!' }] }));
+    assert.throws(() => loadVolumeBackups(file), /volumes\.0\.volume: must be a Docker volume name/);
+    writeFileSync(file, JSON.stringify({ databases: [], volumes: [{ volume: 'a' }, { volume: 'a' }] }));
+    assert.throws(() => loadVolumeBackups(file), /"a" appears twice/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
