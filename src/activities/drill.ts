@@ -182,6 +182,28 @@ function demuxExec(buf: Buffer): { stdout: string; stderr: string } {
   return { stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') };
 }
 
+export interface Detection {
+  detected: boolean;
+  at: number;
+  probes: number;
+  error?: string;
+}
+
+/** Detection: run `probe` every intervalMs (heartbeating) until it reports an error, or the timeout. */
+async function pollUntilFails(o: { timeoutMs: number; intervalMs: number }, probe: () => Promise<string | undefined>): Promise<Detection> {
+  const ctx = Context.current();
+  const t0 = Date.now();
+  let probes = 0;
+  for (;;) {
+    probes += 1;
+    const error = await probe();
+    if (error) return { detected: true, at: Date.now(), probes, error };
+    if (Date.now() - t0 >= o.timeoutMs) return { detected: false, at: Date.now(), probes };
+    ctx.heartbeat({ probes });
+    await ctx.sleep(o.intervalMs);
+  }
+}
+
 export function createDrillActivities({ docker, log, env = process.env }: DrillDeps) {
   const config = loadConfig(env);
   // The same admin and backup store as the pg-instances and backup activities.
@@ -332,12 +354,8 @@ export function createDrillActivities({ docker, log, env = process.env }: DrillD
     },
 
     /** Detection: poll the HTTP endpoint or the database until the probe fails; returns when it was seen. */
-    async drillDetect(input: { url?: string; db?: DrillDb; table?: string; timeoutMs: number; intervalMs: number }): Promise<{ detected: boolean; at: number; probes: number; error?: string }> {
-      const ctx = Context.current();
-      const t0 = Date.now();
-      let probes = 0;
-      for (;;) {
-        probes += 1;
+    async drillDetect(input: { url?: string; db?: DrillDb; table?: string; timeoutMs: number; intervalMs: number }): Promise<Detection> {
+      return pollUntilFails(input, async () => {
         let error: string | undefined;
         if (input.url) {
           try {
@@ -355,11 +373,8 @@ export function createDrillActivities({ docker, log, env = process.env }: DrillD
             error = (err as Error).message;
           }
         }
-        if (error) return { detected: true, at: Date.now(), probes, error };
-        if (Date.now() - t0 >= input.timeoutMs) return { detected: false, at: Date.now(), probes };
-        ctx.heartbeat({ probes });
-        await ctx.sleep(input.intervalMs);
-      }
+        return error;
+      });
     },
 
     /** Wait until a database accepts connections and answers a query. */
@@ -685,24 +700,15 @@ export function createDrillActivities({ docker, log, env = process.env }: DrillD
     },
 
     /** Detection: poll the seeded files' checksums until they stop matching; when that was seen. */
-    async drillDetectVolume(input: { service: string; dataPath: string; expected: VolumeFileSum[]; timeoutMs: number; intervalMs: number }): Promise<{ detected: boolean; at: number; probes: number; error?: string }> {
-      const ctx = Context.current();
-      const t0 = Date.now();
-      let probes = 0;
-      for (;;) {
-        probes += 1;
-        let error: string | undefined;
+    async drillDetectVolume(input: { service: string; dataPath: string; expected: VolumeFileSum[]; timeoutMs: number; intervalMs: number }): Promise<Detection> {
+      return pollUntilFails(input, async () => {
         try {
           const cmp = compareFiles(input.expected, await volumeSums(input.service, input.dataPath));
-          if (!cmp.ok) error = `${cmp.matching}/${input.expected.length} files match (${cmp.problem})`;
+          return cmp.ok ? undefined : `${cmp.matching}/${input.expected.length} files match (${cmp.problem})`;
         } catch (err) {
-          error = (err as Error).message;
+          return (err as Error).message;
         }
-        if (error) return { detected: true, at: Date.now(), probes, error };
-        if (Date.now() - t0 >= input.timeoutMs) return { detected: false, at: Date.now(), probes };
-        ctx.heartbeat({ probes });
-        await ctx.sleep(input.intervalMs);
-      }
+      });
     },
 
     /** Fault: delete the content of the drill's volume (rm -rf inside its drill container), once. */
