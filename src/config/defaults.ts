@@ -103,6 +103,8 @@ export const DRILL_STOP_TIMEOUT_SEC = 5;
 export const DRILL_SCHEDULE_EVERY = '7 days';
 /** Docker volume backups (backupVolume) kept per volume; files the delete-volume-data drill seeds; where its demo container mounts the volume. */
 export const VOLUME_BACKUP_KEEP = 7;
+/** Restores (database and volume) heartbeat every 2 s; a restore whose worker died is retried on another after this. */
+export const RESTORE_HEARTBEAT_TIMEOUT_MS = 10_000;
 /** How often a volume listed in config/backups.json is backed up (backupVolume on a Schedule). */
 export const VOLUME_BACKUP_EVERY_MS = DAY;
 export const DRILL_VOLUME_FILES = 20;

@@ -47,7 +47,7 @@ const local = proxyLocalActivities<Activities>({
 });
 const restore = proxyActivities<Activities>({
   startToCloseTimeout: seed.PG_RESTORE_TIMEOUT_MS + 60 * 60_000,
-  heartbeatTimeout: '30s',
+  heartbeatTimeout: seed.RESTORE_HEARTBEAT_TIMEOUT_MS,
   retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5, nonRetryableErrorTypes: ['InvalidInput', 'BackupNotFound', 'BackupCorrupt'] },
 });
 

@@ -13,6 +13,7 @@
  */
 import { ActivityFailure, ApplicationFailure, CancellationScope, defineQuery, proxyActivities, proxyLocalActivities, setHandler } from '@temporalio/workflow';
 import type { Activities } from '../activities';
+import * as seed from '../config/defaults';
 import { restoreVolumeInputSchema } from '../schemas/volume';
 import { now } from './shared/deterministic';
 import { rootMessage } from './shared/errors';
@@ -60,7 +61,7 @@ const verify = proxyActivities<Activities>({
 });
 const restore = proxyActivities<Activities>({
   startToCloseTimeout: '3h',
-  heartbeatTimeout: '30s',
+  heartbeatTimeout: seed.RESTORE_HEARTBEAT_TIMEOUT_MS,
   retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5, nonRetryableErrorTypes: ['InvalidInput', 'BackupNotFound', 'BackupCorrupt', 'TargetUnavailable'] },
 });
 
