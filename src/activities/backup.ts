@@ -512,13 +512,7 @@ export function createBackupActivities(deps: BackupDeps = {}) {
       ]);
       if (dumped.status === 'rejected') throw dumped.reason;
       if (roles.status === 'rejected') throw roles.reason;
-      const files: ManifestFile[] = [];
-      for (const [name, full] of [
-        [dumpFile, dumpPath],
-        ['roles.sql', rolesFile],
-      ] as const) {
-        files.push({ path: name, bytes: (await stat(full)).size, sha256: await sha256File(full) });
-      }
+      const files = await describeFiles(dir);
       const finishedAt = new Date().toISOString();
       const manifest: BackupManifest = { backupId: input.backupId, kind: 'logical', database: db, startedAt, finishedAt, consistentUntil: startedAt, sizeBytes: files.reduce((n, f) => n + f.bytes, 0), files };
       const manifestPath = await writeManifest(dir, manifest);

@@ -153,59 +153,17 @@ const cmdlineOf = (argv: string[]) => `${argv.join('\0')}\0`;
  * Run a program to completion: as postgres when we are root, heartbeating every 2 s, killed on
  * activity cancellation or timeout. Resolves with stdout; rejects with the stderr tail.
  */
-export async function run(bin: string, args: string[], opts: RunOptions = {}): Promise<string> {
-  return (await runStreamed(bin, args, opts)).stdout;
-}
-
-export interface StreamOptions extends RunOptions {
-  /** The child's stdout goes into this file (fsynced) through `tee`, and through `openssl dgst -sha256`. */
-  stdoutFile?: string;
-}
-
-export interface StreamResult {
-  stdout: string;
-  /** SHA-256 and size of what went into stdoutFile. */
-  sha256?: string;
-  bytes?: number;
-}
-
-/**
- * SHA-256 of a file by `openssl dgst` (about 1 GB/s with SHA-NI, three times coreutils
- * sha256sum): its own process, so it runs on another core beside a restore.
- */
-export async function sha256sum(file: string): Promise<string> {
-  const out = await runStreamed('openssl', ['dgst', '-sha256', '-r', file], { asRoot: true, beatDetails: { hashing: path.basename(file) } });
-  return out.stdout.split(' ')[0]!;
-}
-
-/**
- * run(), optionally with stdout piped process-to-process into `tee <file>` and `openssl dgst` (the
- * data never passes through this process: writing and hashing run beside the producer).
- */
-export function runStreamed(bin: string, args: string[], opts: StreamOptions = {}): Promise<StreamResult> {
+export function run(bin: string, args: string[], opts: RunOptions = {}): Promise<string> {
   const asOwner = isRoot() && !opts.asRoot;
   const argv = [bin, ...args];
   const [cmd, ...cmdArgs] = asOwner ? ['setpriv', '--reuid=postgres', '--regid=postgres', '--init-groups', '--', ...argv] : argv;
-  return new Promise<StreamResult>((resolve, reject) => {
+  return new Promise<string>((resolve, reject) => {
     const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: 'C.UTF-8' };
     // cwd /: the postgres user may not be allowed into the caller's folder (a clone under a private one).
     const child = spawn(cmd!, cmdArgs, { env: { ...env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'], cwd: '/' });
     let stdout = '';
     let stderr = '';
-    let hashOut = '';
-    const helpers: Array<Promise<number | null>> = [];
-    const exited = (c: ReturnType<typeof spawn>) => new Promise<number | null>((res) => c.on('close', (code) => res(code)));
-    if (opts.stdoutFile) {
-      const tee = spawn('tee', [opts.stdoutFile], { env, stdio: [child.stdout!, 'pipe', 'ignore'] });
-      const hasher = spawn('openssl', ['dgst', '-sha256', '-r'], { env, stdio: [tee.stdout!, 'pipe', 'ignore'] });
-      // The children hold their own copies of the pipes: close ours (else 'close' never fires).
-      child.stdout!.destroy();
-      tee.stdout!.destroy();
-      hasher.stdout!.on('data', (d: Buffer) => (hashOut += d.toString()));
-      helpers.push(exited(tee), exited(hasher));
-    } else {
-      child.stdout!.on('data', (d: Buffer) => (stdout = (stdout + d.toString()).slice(-1_000_000)));
-    }
+    child.stdout!.on('data', (d: Buffer) => (stdout = (stdout + d.toString()).slice(-1_000_000)));
     child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-8_000)));
     if (opts.pidFile && child.pid) {
       // The child runs `bin args` once setpriv has exec'd: that is the command line to match later.
@@ -222,24 +180,24 @@ export function runStreamed(bin: string, args: string[], opts: StreamOptions = {
     });
     child.on('close', (code, sig) => {
       void (async () => {
-        const helperCodes = await Promise.all(helpers);
         clearInterval(beating);
         if (timer) clearTimeout(timer);
         signal?.removeEventListener('abort', onAbort);
         if (opts.pidFile) await rm(opts.pidFile, { force: true });
         if (code !== 0) throw new Error(`${path.basename(bin)} ${sig ? `killed by ${sig}` : `exited with ${code}`}: ${stderr.trim().split('\n').slice(-5).join(' | ')}`);
-        if (helperCodes.some((c) => c !== 0)) throw new Error(`writing ${opts.stdoutFile}: tee/openssl exited with ${helperCodes.join('/')}`);
-        if (!opts.stdoutFile) return { stdout };
-        const fh = await open(opts.stdoutFile, 'r');
-        try {
-          await fh.sync();
-          return { stdout, sha256: hashOut.split(' ')[0], bytes: (await fh.stat()).size };
-        } finally {
-          await fh.close();
-        }
+        return stdout;
       })().then(resolve, reject);
     });
   });
+}
+
+/**
+ * SHA-256 of a file by `openssl dgst` (about 1 GB/s with SHA-NI, three times coreutils
+ * sha256sum): its own process, so it runs on another core beside a restore.
+ */
+export async function sha256sum(file: string): Promise<string> {
+  const out = await run('openssl', ['dgst', '-sha256', '-r', file], { asRoot: true, beatDetails: { hashing: path.basename(file) } });
+  return out.split(' ')[0]!;
 }
 
 /**
