@@ -250,13 +250,25 @@ export function createDockerActivities({ docker, log, breakers }: DockerDeps) {
 
 /** Strip Docker's 8-byte stream headers from a non-TTY log buffer. */
 export function demuxDockerLog(buf: Buffer): string {
-  const out: string[] = [];
+  const frames = dockerFrames(buf);
+  return frames ? frames.map((f) => f.data.toString('utf8')).join('') : buf.toString('utf8');
+}
+
+/** The same framing split by stream (a `docker exec` without a TTY): stdout and stderr apart. */
+export function demuxDockerStreams(buf: Buffer): { stdout: string; stderr: string } {
+  const frames = dockerFrames(buf) ?? [{ stream: 1, data: buf }];
+  const of = (stream: number) => Buffer.concat(frames.filter((f) => f.stream === stream).map((f) => f.data)).toString('utf8');
+  return { stdout: of(1), stderr: of(2) };
+}
+
+/** Docker's multiplexed frames (8-byte header: stream 1/2, 0, 0, 0, size), or undefined when the buffer is not framed (a TTY). */
+function dockerFrames(buf: Buffer): Array<{ stream: number; data: Buffer }> | undefined {
+  const frames: Array<{ stream: number; data: Buffer }> = [];
   let i = 0;
   while (i + 8 <= buf.length && (buf[i] === 1 || buf[i] === 2) && buf[i + 1] === 0) {
     const size = buf.readUInt32BE(i + 4);
-    out.push(buf.subarray(i + 8, i + 8 + size).toString('utf8'));
+    frames.push({ stream: buf[i]!, data: buf.subarray(i + 8, i + 8 + size) });
     i += 8 + size;
   }
-  if (i === 0) return buf.toString('utf8');
-  return out.join('');
+  return i === 0 ? undefined : frames;
 }

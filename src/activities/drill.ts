@@ -18,6 +18,7 @@ import type Docker from 'dockerode';
 import pg from 'pg';
 import type { Logger } from 'pino';
 import { loadConfig } from '../config/env';
+import { demuxDockerStreams } from './docker';
 import { pgPaths, run as runPg } from './pg-instances';
 
 /** The database a drill talks to (structurally the contract's DatabaseRef). */
@@ -169,19 +170,6 @@ export function newestHeartbeatIn(text: string, before: number): { newest?: numb
   return { ...(newest !== undefined ? { newest } : {}), rows };
 }
 
-/** Split a docker exec stream (no TTY: 8-byte frame headers) into stdout and stderr. */
-function demuxExec(buf: Buffer): { stdout: string; stderr: string } {
-  const out: Buffer[] = [];
-  const err: Buffer[] = [];
-  let i = 0;
-  while (i + 8 <= buf.length) {
-    const size = buf.readUInt32BE(i + 4);
-    (buf[i] === 2 ? err : out).push(buf.subarray(i + 8, i + 8 + size));
-    i += 8 + size;
-  }
-  return { stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') };
-}
-
 export interface Detection {
   detected: boolean;
   at: number;
@@ -281,7 +269,7 @@ export function createDrillActivities({ docker, log, env = process.env }: DrillD
     } finally {
       clearTimeout(timer);
     }
-    const { stdout, stderr } = demuxExec(Buffer.concat(chunks));
+    const { stdout, stderr } = demuxDockerStreams(Buffer.concat(chunks));
     // The stream ends as the process exits; the engine may record the exit code a moment later.
     let info = await exec.inspect();
     for (let i = 0; i < 100 && (info.Running || info.ExitCode === null); i += 1) {
