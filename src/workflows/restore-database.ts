@@ -6,12 +6,12 @@
  * corrupt one is skipped and reported in `skipped`, and the next older one is restored. On failure the
  * half-restored instance is dropped before the workflow fails: no half-restored instance is left.
  */
-import { ActivityFailure, ApplicationFailure, defineQuery, proxyActivities, proxyLocalActivities, setHandler } from '@temporalio/workflow';
+import { ApplicationFailure, defineQuery, proxyActivities, proxyLocalActivities, setHandler } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import * as seed from '../config/defaults';
 import { restoreDatabaseInputSchema, type BackupKind, type DatabaseRef } from '../schemas/database';
 import { now } from './shared/deterministic';
-import { rootMessage } from './shared/errors';
+import { activityFailedWith, rootMessage } from './shared/errors';
 import { beginRunbook, iso, showDetails } from './shared/runbook';
 
 export const RUNBOOK = 'restoreDatabase';
@@ -102,7 +102,7 @@ export async function restoreDatabase(rawInput: unknown): Promise<RestoreDatabas
       status.error = rootMessage(err);
       show();
       await quick.dropInstance(input.instanceId);
-      if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure && err.cause.type === 'BackupCorrupt') {
+      if (activityFailedWith(err, 'BackupCorrupt')) {
         status.skipped.push({ backupId: m.backupId, reason: err.cause.message });
         status.phase = 'choosing';
         status.error = undefined;

@@ -11,12 +11,12 @@
  * down. Every step is idempotent (stop/start 304, the volume emptied and refilled on each try),
  * so a retry after a worker crash simply finishes the same restore.
  */
-import { ActivityFailure, ApplicationFailure, CancellationScope, defineQuery, proxyActivities, proxyLocalActivities, setHandler } from '@temporalio/workflow';
+import { ApplicationFailure, CancellationScope, defineQuery, proxyActivities, proxyLocalActivities, setHandler } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import * as seed from '../config/defaults';
 import { restoreVolumeInputSchema } from '../schemas/volume';
 import { now } from './shared/deterministic';
-import { rootMessage } from './shared/errors';
+import { activityFailedWith, rootMessage } from './shared/errors';
 import { beginRunbook, iso, showDetails } from './shared/runbook';
 import { Saga } from './shared/saga';
 
@@ -64,8 +64,6 @@ const restore = proxyActivities<Activities>({
   heartbeatTimeout: seed.RESTORE_HEARTBEAT_TIMEOUT_MS,
   retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5, nonRetryableErrorTypes: ['InvalidInput', 'BackupNotFound', 'BackupCorrupt', 'TargetUnavailable'] },
 });
-
-const isBackupCorrupt = (err: unknown) => err instanceof ActivityFailure && err.cause instanceof ApplicationFailure && err.cause.type === 'BackupCorrupt';
 
 export async function restoreVolume(rawInput: unknown): Promise<RestoreVolumeResult> {
   const input = beginRunbook(RUNBOOK, restoreVolumeInputSchema, rawInput, (i) => `volume/${i.intoVolume ?? i.volume}`);
@@ -130,7 +128,7 @@ export async function restoreVolume(rawInput: unknown): Promise<RestoreVolumeRes
         restored = await restore.restoreVolume({ volume: input.volume, backupId: m.backupId, ...(input.intoVolume ? { intoVolume: input.intoVolume } : {}) });
       } catch (err) {
         // Damaged between the check and the restore: the next older one (the volume is refilled from scratch).
-        if (!isBackupCorrupt(err)) throw err;
+        if (!activityFailedWith(err, 'BackupCorrupt')) throw err;
         status.skipped.push({ backupId: m.backupId, reason: rootMessage(err) });
         status.phase = 'choosing';
         show();
