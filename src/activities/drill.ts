@@ -170,6 +170,22 @@ export function newestHeartbeatIn(text: string, before: number): { newest?: numb
   return { ...(newest !== undefined ? { newest } : {}), rows };
 }
 
+/**
+ * A drill's fault, once: the one recorded in the drill's folder under `<drillsDir>`, or do it now
+ * and record it, so a retry after a crash does not fault twice (or move the fault time).
+ */
+export async function onceFaultIn(drillsDir: string, drillId: string, key: string, run: () => Promise<{ at: number; detail: string }>): Promise<FaultRecord> {
+  const file = path.join(drillsDir, sanitiseId(drillId), `fault-${key}.json`);
+  if (existsSync(file)) {
+    const prev = JSON.parse(await readFile(file, 'utf8')) as FaultRecord;
+    if (prev.at > 0) return { ...prev, alreadyDone: true };
+  }
+  const done = await run();
+  const rec: FaultRecord = { kind: key, at: done.at, detail: done.detail, alreadyDone: false };
+  await atomicWrite(file, JSON.stringify(rec));
+  return rec;
+}
+
 export interface Detection {
   detected: boolean;
   at: number;
@@ -232,18 +248,7 @@ export function createDrillActivities({ docker, log, env = process.env }: DrillD
   };
   const drillDir = (drillId: string) => path.join(drillsDir, sanitiseId(drillId));
 
-  /** The fault recorded for this drill, or do it now and record it (record first, so a crash mid-fault is seen). */
-  async function onceFault(drillId: string, key: string, run: () => Promise<{ at: number; detail: string }>): Promise<FaultRecord> {
-    const file = path.join(drillDir(drillId), `fault-${key}.json`);
-    if (existsSync(file)) {
-      const prev = JSON.parse(await readFile(file, 'utf8')) as FaultRecord;
-      if (prev.at > 0) return { ...prev, alreadyDone: true };
-    }
-    const done = await run();
-    const rec: FaultRecord = { kind: key, at: done.at, detail: done.detail, alreadyDone: false };
-    await atomicWrite(file, JSON.stringify(rec));
-    return rec;
-  }
+  const onceFault = (drillId: string, key: string, run: () => Promise<{ at: number; detail: string }>) => onceFaultIn(drillsDir, drillId, key, run);
 
   async function tableStats(c: pg.Client, table: string): Promise<TableStat> {
     const t = quoteIdent(table);

@@ -9,7 +9,7 @@
  * engine) reconnect without being switched anywhere.
  */
 import { existsSync } from 'node:fs';
-import { copyFile, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ApplicationFailure } from '@temporalio/common';
@@ -17,6 +17,7 @@ import pg from 'pg';
 import type { Logger } from 'pino';
 import { loadConfig } from '../config/env';
 import type { DatabaseRef } from '../schemas/database';
+import { onceFaultIn } from './drill';
 import { chownOwned, mkdirOwned, pgEnv, pgPaths, PgInstances, run, withAdminClient } from './pg-instances';
 
 const PG_MAIN_SCRIPT = fileURLToPath(new URL('../stack/pg-main.sh', import.meta.url));
@@ -55,21 +56,14 @@ export function createMainClusterActivities(deps: MainClusterDeps = {}) {
     deps.log?.warn({ drillId: a.drillId, approvedBy: a.approvedBy }, `drill on the user's own data: ${what}`);
   }
 
-  const faultFile = (drillId: string, key: string) => path.join(loadConfig(env).DURABLE_OPS_DATA, 'drills', drillId.replace(/[^A-Za-z0-9._-]/g, '_'), `fault-main-${key}.json`);
-
-  /** Once per drill: a crash retried after the side effect returns the recorded time instead of doing it again. */
-  async function once(drillId: string, key: string, act: () => Promise<string>): Promise<{ at: number; detail: string; alreadyDone: boolean }> {
-    const file = faultFile(drillId, key);
-    if (existsSync(file)) {
-      const prev = JSON.parse(await readFile(file, 'utf8')) as { at: number; detail: string };
-      if (prev.at > 0) return { ...prev, alreadyDone: true };
-    }
-    await mkdir(path.dirname(file), { recursive: true });
-    const at = Date.now();
-    const detail = await act();
-    await writeFile(file, JSON.stringify({ at, detail }));
-    return { at, detail, alreadyDone: false };
-  }
+  /** Once per drill (recorded in the drill's folder, like its other faults): a retry after a crash does not fault twice. */
+  const once = async (drillId: string, key: string, act: () => Promise<string>): Promise<{ at: number; detail: string; alreadyDone: boolean }> => {
+    const { at, detail, alreadyDone } = await onceFaultIn(path.join(loadConfig(env).DURABLE_OPS_DATA, 'drills'), drillId, `main-${key}`, async () => {
+      const startedAt = Date.now();
+      return { at: startedAt, detail: await act() };
+    });
+    return { at, detail, alreadyDone };
+  };
 
   async function status(): Promise<{ ref: DatabaseRef; dataDir: string }> {
     const out = (await script(['status'], 'status')).trim().split('\n').at(-1) ?? '';
