@@ -175,15 +175,22 @@ const backupsFileSchema = z.strictObject({
   ),
 });
 
-/** Read and validate the backups file (each entry's inputs through the runbooks' own schemas). */
-export function loadBackups(file: string): BackupSchedule[] {
+/** Read and validate the backups file (each entry's inputs through the runbooks' own schemas; no database or volume twice). */
+export function readBackupsFile(file: string): { databases: BackupSchedule[]; volumes: BackupVolumeParams[] } {
   const parsed = backupsFileSchema.safeParse(JSON.parse(readFileSync(file, 'utf8')));
   if (!parsed.success) throw new Error(`invalid ${file}:\n  ${describeIssues(parsed.error).join('\n  ')}`);
-  const ids = parsed.data.databases.map((d) => d.database.id);
-  const dup = ids.find((id, i) => ids.indexOf(id) !== i);
-  if (dup) throw new Error(`invalid ${file}: databases: "${dup}" appears twice`);
-  return parsed.data.databases;
+  for (const [list, names] of [
+    ['databases', parsed.data.databases.map((d) => d.database.id)],
+    ['volumes', parsed.data.volumes.map((v) => v.volume)],
+  ] as const) {
+    const dup = names.find((n, i) => names.indexOf(n) !== i);
+    if (dup) throw new Error(`invalid ${file}: ${list}: "${dup}" appears twice`);
+  }
+  return parsed.data;
 }
+
+/** The databases of the backups file. */
+export const loadBackups = (file: string): BackupSchedule[] => readBackupsFile(file).databases;
 
 export function backupScheduleOptions(b: BackupSchedule, taskQueue: string): ScheduleOptions[] {
   const id = b.database.id;
@@ -215,14 +222,7 @@ export function backupScheduleOptions(b: BackupSchedule, taskQueue: string): Sch
 export const volumeBackupScheduleId = (volume: string) => `backup-volume/${volume}`;
 
 /** The volumes of the backups file, each a valid backupVolume input (seed keep filled in). */
-export function loadVolumeBackups(file: string): BackupVolumeParams[] {
-  const parsed = backupsFileSchema.safeParse(JSON.parse(readFileSync(file, 'utf8')));
-  if (!parsed.success) throw new Error(`invalid ${file}:\n  ${describeIssues(parsed.error).join('\n  ')}`);
-  const names = parsed.data.volumes.map((v) => v.volume);
-  const dup = names.find((n, i) => names.indexOf(n) !== i);
-  if (dup) throw new Error(`invalid ${file}: volumes: "${dup}" appears twice`);
-  return parsed.data.volumes;
-}
+export const loadVolumeBackups = (file: string): BackupVolumeParams[] => readBackupsFile(file).volumes;
 
 export function volumeBackupScheduleOptions(v: BackupVolumeParams, taskQueue: string): ScheduleOptions {
   const scheduleId = volumeBackupScheduleId(v.volume);
@@ -272,9 +272,10 @@ async function main(): Promise<void> {
     for (const [id, what] of Object.entries(done)) process.stdout.write(`${what} schedule ${id}\n`);
     const drills = await installDrillSchedules(client, loadDrills(process.env.DURABLE_OPS_DRILLS_CONFIG ?? DEFAULT_DRILLS_FILE), config.DURABLE_OPS_TASK_QUEUE);
     for (const [id, what] of Object.entries(drills)) process.stdout.write(`${what} schedule ${id}\n`);
-    const backups = await installBackupSchedules(client, loadBackups(process.env.DURABLE_OPS_BACKUPS_CONFIG ?? DEFAULT_BACKUPS_FILE), config.DURABLE_OPS_TASK_QUEUE);
+    const backupsFile = readBackupsFile(process.env.DURABLE_OPS_BACKUPS_CONFIG ?? DEFAULT_BACKUPS_FILE);
+    const backups = await installBackupSchedules(client, backupsFile.databases, config.DURABLE_OPS_TASK_QUEUE);
     for (const [id, what] of Object.entries(backups)) process.stdout.write(`${what} schedule ${id}\n`);
-    const volumes = await installVolumeBackupSchedules(client, loadVolumeBackups(process.env.DURABLE_OPS_BACKUPS_CONFIG ?? DEFAULT_BACKUPS_FILE), config.DURABLE_OPS_TASK_QUEUE);
+    const volumes = await installVolumeBackupSchedules(client, backupsFile.volumes, config.DURABLE_OPS_TASK_QUEUE);
     for (const [id, what] of Object.entries(volumes)) process.stdout.write(`${what} schedule ${id}\n`);
     if (opts.trigger) {
       await client.schedule.getHandle(rotationScheduleId(opts.trigger)).trigger(ScheduleOverlapPolicy.SKIP);
