@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Logger } from 'pino';
+import { activitySleep as sleep } from './activity-sleep';
 
 /** The few KV v2 calls rotation needs (backed by node-vault with the worker's AppRole token). */
 export interface KvStore {
@@ -34,7 +35,6 @@ export interface CredentialDeps {
   log: Logger;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const quoteIdent = (id: string) => {
   if (!/^[a-z_][a-z0-9_]*$/.test(id)) throw ApplicationFailure.nonRetryable(`not a safe role name: ${id}`, 'InvalidInput');
   return `"${id}"`;

@@ -13,6 +13,7 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Logger } from 'pino';
 import { lbFiles, readModel, renderHaproxyConfig, writeAtomic, writeModel, type LbServer } from './lb-config';
+import { activitySleep as sleep } from './activity-sleep';
 
 export interface HaproxyDeps {
   /** The load-balancer folder (lb.json, haproxy.cfg, haproxy.sock); undefined: no HAProxy for this worker. */
@@ -51,8 +52,6 @@ export interface HaproxyBackendStats {
   reqTotal: number;
   hrsp5xx: number;
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** One command on the runtime API (non-interactive: HAProxy answers and closes). */
 export function haproxyCommand(socketPath: string, command: string, timeoutMs = 5_000): Promise<string> {

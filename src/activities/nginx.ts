@@ -12,9 +12,9 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Logger } from 'pino';
 import { lbFiles, readModel, renderNginxConfig, writeAtomic, type LbServer } from './lb-config';
+import { activitySleep as sleep } from './activity-sleep';
 
 const run = promisify(execFile);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export interface NginxDeps {
   lbDir: () => string | undefined;

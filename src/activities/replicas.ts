@@ -19,6 +19,7 @@ import type Docker from 'dockerode';
 import type { Logger } from 'pino';
 import { replicaName } from '../schemas/scale-service';
 import type { BreakerRegistry } from './breaker';
+import { activitySleep as sleep } from './activity-sleep';
 
 export type ReplicaMode = 'swarm' | 'containers';
 
@@ -58,7 +59,6 @@ interface ReplicaRef {
   basePort: number;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const isStatus = (err: unknown, code: number) => (err as { statusCode?: number }).statusCode === code;
 const LABEL_REPLICA_OF = 'durable-ops.replica-of';
 const LABEL_SLOT = 'durable-ops.slot';

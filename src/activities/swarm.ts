@@ -9,6 +9,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type Docker from 'dockerode';
 import type { Logger } from 'pino';
 import { SWARM_UPDATE_DELAY_MS, SWARM_UPDATE_PARALLELISM } from '../config/defaults';
+import { activitySleep as sleep } from './activity-sleep';
 
 export interface SwarmDeps {
   docker: Docker;
@@ -22,7 +23,6 @@ const LABEL_SECRET = 'durable-ops.secret';
 const LABEL_VERSION = 'durable-ops.version';
 const LABEL_CREDENTIAL = 'durable-ops.credential';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const isStatus = (err: unknown, code: number) => (err as { statusCode?: number }).statusCode === code;
 
 interface SecretRef {
