@@ -19,6 +19,7 @@ import { createBackupActivities } from './backup';
 import { createPgInstanceActivities } from './pg-instances';
 import { createMainClusterActivities } from './main-cluster';
 import { createHealthActivities } from './health';
+import { createLeaseActivities } from './leases';
 import { createMetricsActivities } from './metrics';
 import { createHaproxyActivities } from './haproxy';
 import { createNginxActivities } from './nginx';
@@ -92,6 +93,14 @@ export function createActivities(deps: ActivityDeps) {
         if (!data?.value) throw ApplicationFailure.nonRetryable(`secret/${vaultPath} version ${version} has no value`, 'VersionMissing');
         return data.value;
       },
+    }),
+    // Service leases (one change per service at a time). DURABLE_OPS_LEASE_LIVENESS_MS / _IDLE_END_MS shorten the holder check and the idle end (tests).
+    ...createLeaseActivities({
+      client: deps.client,
+      taskQueue: deps.taskQueue,
+      log: deps.log,
+      livenessCheckMs: Number((deps.env ?? process.env).DURABLE_OPS_LEASE_LIVENESS_MS) || undefined,
+      idleEndMs: Number((deps.env ?? process.env).DURABLE_OPS_LEASE_IDLE_END_MS) || undefined,
     }),
     ...createAlertActivities({
       mailer: deps.mailer,

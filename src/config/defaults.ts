@@ -110,6 +110,20 @@ export const VOLUME_BACKUP_EVERY_MS = DAY;
 export const DRILL_VOLUME_FILES = 20;
 export const DRILL_VOLUME_DATA_PATH = '/data';
 
+/**
+ * Schedules' catch-up windows (npm run schedules): when the Temporal server was down at a run's
+ * time, the run is still taken on its return if it is at most this late (overlap SKIP makes
+ * several missed runs one). A missed rotation or backup is still wanted late; a missed drill is
+ * not (a fault injected into a stack that is just coming back would test the outage, not the
+ * drill): it waits for its next slot. Temporal's minimum is 10 s.
+ */
+/** Rotations (every 90 days, so at most one is missed): an outage of up to a week still rotates on return; past that, credential_rotation_overdue tells. */
+export const ROTATION_CATCHUP_WINDOW_MS = 7 * DAY;
+/** Database and volume backups and their verification (every 15 min to daily): an outage of up to a day takes one backup on return instead of waiting for the next slot. */
+export const BACKUP_CATCHUP_WINDOW_MS = DAY;
+/** Recovery drills (weekly): only a run delayed by a blip is taken; a missed one is skipped, never piled up after an outage. */
+export const DRILL_CATCHUP_WINDOW_MS = MINUTE;
+
 /** Service KPIs. */
 export const KPI_P95_LATENCY_MS = 200;
 export const KPI_ERROR_RATE_PERCENT = 0.1;
@@ -133,3 +147,21 @@ export const SCALE_DRAIN_TIMEOUT_MS = 30 * SECOND;
 export const LB_SERVER_WEIGHT = 1;
 export const LB_CHECK_INTER_MS = 2 * SECOND;
 export const LB_HEALTH_PATH = '/health';
+
+/**
+ * Service leases (src/workflows/service-lease.ts): at most one state-changing runbook per service.
+ * The lease workflow checks that its holder still runs this often, and frees a lease held longer
+ * than the holder's bound (or this cap), so a dead, terminated or forgetful holder never pauses
+ * supervision for long. An idle lease workflow ends after LEASE_IDLE_END_MS.
+ */
+export const LEASE_LIVENESS_CHECK_MS = 15 * SECOND;
+/** The longest a runbook may hold a lease: the longest approval wait (7 days) plus a day to apply. */
+export const LEASE_MAX_HOLD_MS = 8 * DAY;
+/** What a runbook holds its lease for at most when it asks for nothing else: its approval timeout plus this. */
+export const LEASE_APPLY_BUDGET_MS = 2 * 60 * MINUTE;
+export const LEASE_IDLE_END_MS = 10 * MINUTE;
+/** A runbook asked to wait in line (`waitForLease`) waits at most this long by default, and at most LEASE_MAX_WAIT_MS. */
+export const LEASE_WAIT_TIMEOUT_MS = 10 * MINUTE;
+export const LEASE_MAX_WAIT_MS = 6 * 60 * MINUTE;
+/** A supervisor deferring to a lease holder re-reads the lease this often (besides the release notice). */
+export const LEASE_SUPERVISOR_RECHECK_MS = 15 * SECOND;

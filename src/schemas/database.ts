@@ -4,6 +4,7 @@
  * backup manifest. Pure: imported by workflows, activities, starters and tests alike.
  */
 import { z } from 'zod';
+import { leaseFields } from './lease';
 import * as seed from '../config/defaults';
 
 /** An instance id: 'main' is the project cluster (127.0.0.1:5433); others are instances we created. */
@@ -50,6 +51,7 @@ export const restoreDatabaseInputSchema = z
     pointInTime: z.union([z.literal('latest'), isoTime]).default('latest'),
     /** The new instance's id (chosen by the caller, deterministic); never 'main'. */
     instanceId: instanceId.refine((v) => v !== 'main', "must not be 'main' (a restore always goes into a new instance)"),
+    ...leaseFields,
   })
   .superRefine((v, ctx) => {
     if (v.kind === 'logical' && v.pointInTime !== 'latest') ctx.addIssue({ code: 'custom', path: ['pointInTime'], message: "a logical restore has no point in time: use 'latest' or kind 'physical'" });

@@ -2,6 +2,7 @@
 import { z } from 'zod';
 import * as seed from '../config/defaults';
 import { approvalFields } from './approval';
+import { leaseFields } from './lease';
 import { containerName, durationMs, httpUrl } from './common';
 
 const cpus = z.number().min(0.01, 'must be >= 0.01 CPU').max(256, 'must be <= 256 CPUs');
@@ -44,6 +45,7 @@ export const resizeServiceInputSchema = z.strictObject({
   /** Swarm rolling update delay between tasks (seed update_config delay). */
   updateDelayMs: durationMs.max(600_000, 'must be <= 600000').default(seed.SWARM_UPDATE_DELAY_MS),
   ...approvalFields,
+  ...leaseFields,
 });
 
 export type ResizeServiceInput = z.input<typeof resizeServiceInputSchema>;

@@ -2,6 +2,7 @@
 import { z } from 'zod';
 import * as seed from '../config/defaults';
 import { containerName, durationMs, httpUrl } from './common';
+import { leaseFields } from './lease';
 
 export const restartServiceInputSchema = z.strictObject({
   service: containerName,
@@ -10,6 +11,7 @@ export const restartServiceInputSchema = z.strictObject({
   healthUrl: httpUrl.optional(),
   healthTimeoutMs: durationMs.min(1, 'must be > 0').default(seed.HEALTHCHECK_START_PERIOD_MS),
   stopTimeoutSec: z.number().int().min(0, 'must be >= 0').max(600, 'must be <= 600').default(seed.RESTART_STOP_TIMEOUT_SEC),
+  ...leaseFields,
 });
 
 export type RestartServiceInput = z.input<typeof restartServiceInputSchema>;

@@ -1,5 +1,6 @@
 /** Input of the rotateCredential runbook: one credential, everywhere it lives. */
 import { z } from 'zod';
+import { leaseFields } from './lease';
 import { ROTATION_PERIOD_DAYS } from '../config/defaults';
 import { containerName, durationMs } from './common';
 
@@ -52,6 +53,7 @@ export const rotateCredentialInputSchema = z.strictObject({
   dryRun: z.boolean().default(false),
   /** For the schedule's note: the rotation period this credential is on. */
   periodDays: z.number().int().min(1).max(3_650).default(ROTATION_PERIOD_DAYS),
+  ...leaseFields,
 });
 
 export type RotateCredentialInput = z.input<typeof rotateCredentialInputSchema>;

@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import * as seed from '../config/defaults';
 import { approvalFields } from './approval';
+import { leaseFields } from './lease';
 import { containerName, durationMs } from './common';
 
 /** An HAProxy backend / Nginx upstream name. */
@@ -35,6 +36,7 @@ export const scaleServiceInputSchema = z
     /** Load-balancer weight of each replica (HAProxy `weight`, Nginx `weight`). */
     weight: z.number().int('must be a whole number').min(1, 'must be >= 1').max(256, 'must be <= 256').default(seed.LB_SERVER_WEIGHT),
     ...approvalFields,
+    ...leaseFields,
   })
   .transform((i) => ({ ...i, backend: i.backend ?? i.service }));
 

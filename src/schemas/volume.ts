@@ -8,6 +8,7 @@ import { z } from 'zod';
 import * as seed from '../config/defaults';
 import { containerName, durationMs, httpUrl } from './common';
 import { backupId, volumeName } from './database';
+import { leaseFields } from './lease';
 
 export const backupVolumeInputSchema = z.strictObject({
   /** The named Docker volume to back up. */
@@ -16,6 +17,7 @@ export const backupVolumeInputSchema = z.strictObject({
   keep: z.number().int('must be a whole number').min(1, 'must be >= 1').max(1000, 'must be <= 1000').default(seed.VOLUME_BACKUP_KEEP),
   /** Pause the container that uses the volume (docker pause) during the tar, for a consistent copy; unpaused after, always. */
   quiesce: z.strictObject({ service: containerName }).optional(),
+  ...leaseFields,
 });
 export type BackupVolumeInput = z.input<typeof backupVolumeInputSchema>;
 export type BackupVolumeParams = z.output<typeof backupVolumeInputSchema>;
@@ -34,6 +36,7 @@ export const restoreVolumeInputSchema = z.strictObject({
   healthTimeoutMs: durationMs.min(1, 'must be > 0').max(600_000, 'must be <= 600000').default(seed.HEALTHCHECK_START_PERIOD_MS),
   /** Grace period of the service's stop. */
   stopTimeoutSec: z.number().int('must be a whole number').min(0, 'must be >= 0').max(600, 'must be <= 600').default(seed.RESTART_STOP_TIMEOUT_SEC),
+  ...leaseFields,
 });
 export type RestoreVolumeInput = z.input<typeof restoreVolumeInputSchema>;
 export type RestoreVolumeParams = z.output<typeof restoreVolumeInputSchema>;

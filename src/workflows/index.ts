@@ -15,3 +15,4 @@ export { recoveryDrill } from './recovery-drill';
 export { startDatabase } from './start-database';
 export { backupVolume } from './backup-volume';
 export { restoreVolume } from './restore-volume';
+export { serviceLease } from './service-lease';

@@ -15,7 +15,7 @@
  * resumes without adding a replica twice or losing one.
  * Usable as a child workflow (the autoscaler): the result carries outcome, before and after.
  */
-import { ApplicationFailure, defineQuery, proxyActivities, setHandler, sleep, workflowInfo, ActivityFailure } from '@temporalio/workflow';
+import { ApplicationFailure, defineQuery, isCancellation, log, proxyActivities, setHandler, sleep, workflowInfo, ActivityFailure } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { INVALID_INPUT } from '../schemas/common';
 import { replicaName, scaleServiceInputSchema, type ScaleServiceParams } from '../schemas/scale-service';
@@ -24,6 +24,7 @@ import { now } from './shared/deterministic';
 import { rootMessage } from './shared/errors';
 import { beginRunbook, iso, showDetails } from './shared/runbook';
 import { Saga } from './shared/saga';
+import { holdingLease, undoing } from './shared/harness';
 
 export const RUNBOOK = 'scaleService';
 
@@ -44,6 +45,8 @@ export interface ScalePlan {
   target: string[];
   direction: 'up' | 'down' | 'none';
   steps: ScaleStep[];
+  /** Running replicas not yet in HAProxy (replica 1 started by hand): put into rotation first, once healthy. */
+  adopt?: string[];
   stepDelayMs: number;
   /** Estimate: steps x their typical time, plus the delays between them (plus any drain waits). */
   expectedDurationMs: number;
@@ -132,59 +135,97 @@ export async function scaleService(rawInput: unknown): Promise<ScaleResult> {
   show();
 
   // What is there now: an unknown service or backend is bad input, found before anything changes.
-  let current: Awaited<ReturnType<Activities['describeReplicaSet']>>;
-  try {
-    current = await quick.describeReplicaSet(ref);
-    await quick.haproxyBackendStats(backend);
-  } catch (err) {
-    const cause = err instanceof ActivityFailure ? err.cause : undefined;
-    if (cause instanceof ApplicationFailure && cause.type && INPUT_FAILURES.has(cause.type)) {
-      throw ApplicationFailure.create({ type: INVALID_INPUT, nonRetryable: true, message: `invalid ${RUNBOOK} input: ${cause.message}`, details: [{ problems: [cause.message] }] });
+  const look = async () => {
+    try {
+      const set = await quick.describeReplicaSet(ref);
+      const lb = await quick.haproxyBackendStats(backend);
+      return { set, lb };
+    } catch (err) {
+      const cause = err instanceof ActivityFailure ? err.cause : undefined;
+      if (cause instanceof ApplicationFailure && cause.type && INPUT_FAILURES.has(cause.type)) {
+        throw ApplicationFailure.create({ type: INVALID_INPUT, nonRetryable: true, message: `invalid ${RUNBOOK} input: ${cause.message}`, details: [{ problems: [cause.message] }] });
+      }
+      throw err;
     }
-    throw err;
-  }
-
-  const beforeSlots = current.replicas.map((r) => r.slot).sort((a, b) => a - b);
-  const targetSlots = Array.from({ length: input.replicas }, (_, i) => i + 1);
-  const toAdd = targetSlots.filter((s) => !beforeSlots.includes(s));
-  const toRemove = beforeSlots.filter((s) => !targetSlots.includes(s)).sort((a, b) => b - a);
-  const steps: ScaleStep[] = [
-    ...chunk(toAdd, input.step).map((slots) => ({ action: 'add' as const, replicas: slots.map(name) })),
-    ...chunk(toRemove, input.step).map((slots) => ({ action: 'remove' as const, replicas: slots.map(name) })),
-  ];
-  const plan: ScalePlan = {
-    service,
-    mode,
-    backend,
-    before: beforeSlots.map(name),
-    target: targetSlots.map(name),
-    direction: toAdd.length > 0 ? 'up' : toRemove.length > 0 ? 'down' : 'none',
-    steps,
-    stepDelayMs: input.stepDelayMs,
-    expectedDurationMs: steps.reduce((t, s) => t + (s.action === 'add' ? UP_STEP_ESTIMATE_MS : DOWN_STEP_ESTIMATE_MS), 0) + Math.max(0, steps.length - 1) * input.stepDelayMs,
   };
-  report.before = plan.before;
-  report.after = plan.before;
-  report.inRotation = plan.before;
-  report.plan = plan;
 
-  const finish = (outcome: ScaleOutcome): ScaleResult => {
+  /** The plan from what is there: which slots to add and remove, and running replicas HAProxy does not know yet (adopted). */
+  const planFrom = ({ set, lb }: Awaited<ReturnType<typeof look>>): ScalePlan => {
+    const beforeSlots = set.replicas.map((r) => r.slot).sort((a, b) => a - b);
+    const targetSlots = Array.from({ length: input.replicas }, (_, i) => i + 1);
+    const toAdd = targetSlots.filter((s) => !beforeSlots.includes(s));
+    const toRemove = beforeSlots.filter((s) => !targetSlots.includes(s)).sort((a, b) => b - a);
+    const known = new Set(lb.servers.map((x) => x.name));
+    const adopt = set.replicas.filter((r) => targetSlots.includes(r.slot) && r.running && r.health !== 'unhealthy' && !known.has(name(r.slot))).map((r) => name(r.slot));
+    const steps: ScaleStep[] = [
+      ...chunk(toAdd, input.step).map((slots) => ({ action: 'add' as const, replicas: slots.map(name) })),
+      ...chunk(toRemove, input.step).map((slots) => ({ action: 'remove' as const, replicas: slots.map(name) })),
+    ];
+    return {
+      service,
+      mode,
+      backend,
+      before: beforeSlots.map(name),
+      target: targetSlots.map(name),
+      direction: toAdd.length > 0 ? 'up' : toRemove.length > 0 ? 'down' : 'none',
+      steps,
+      ...(adopt.length ? { adopt } : {}),
+      stepDelayMs: input.stepDelayMs,
+      expectedDurationMs: steps.reduce((t, s) => t + (s.action === 'add' ? UP_STEP_ESTIMATE_MS : DOWN_STEP_ESTIMATE_MS), 0) + Math.max(0, steps.length - 1) * input.stepDelayMs,
+    };
+  };
+  const slotOf = (replica: string) => Number(replica.slice(service.length + 1));
+
+  const finishWith = (plan: ScalePlan) => (outcome: ScaleOutcome): ScaleResult => {
     report.outcome = outcome;
     report.state = 'done';
     report.finishedAt = now();
     show();
     return { outcome, before: report.before, after: report.after, plan, ...(report.decision ? { decision: report.decision } : {}), drainTimeouts: report.drainTimeouts, durationMs: report.finishedAt - report.startedAt };
   };
+  const usePlan = (p: ScalePlan) => {
+    report.before = p.before;
+    report.after = p.before;
+    report.inRotation = p.before.filter((r) => !p.adopt?.includes(r));
+    report.plan = p;
+  };
 
-  if (steps.length === 0 && !input.dryRun) return finish('unchanged');
-  if (input.approval === 'required' && !input.dryRun) {
-    report.state = 'awaiting-approval';
-    show('waiting for approve / reject');
+  // A dry run only reads: it never takes (or waits for) the service's lease.
+  if (input.dryRun) {
+    const plan = planFrom(await look());
+    usePlan(plan);
+    await gate.gate(plan);
+    return finishWith(plan)('dry-run');
   }
-  const { outcome, decision } = await gate.gate(plan);
-  if (decision) report.decision = decision;
-  if (outcome !== 'approved') return finish(outcome);
 
+  return holdingLease({ service, runbook: RUNBOOK, waitForLease: input.waitForLease, leaseWaitTimeoutMs: input.leaseWaitTimeoutMs, approvalTimeoutMs: input.approvalTimeoutMs, onQueued: (q) => show(`waiting for the lease (position ${q.position}) behind ${q.holder.runbook} ${q.holder.workflowId}`) }, async () => {
+    // The plan is made under the lease, so what is approved is what is applied.
+    let plan = planFrom(await look());
+    usePlan(plan);
+    for (;;) {
+      if (plan.steps.length === 0 && !plan.adopt) return finishWith(plan)('unchanged');
+      if (input.approval === 'required') {
+        report.state = 'awaiting-approval';
+        show('waiting for approve / reject');
+      }
+      const { outcome, decision } = await gate.gate(plan);
+      if (decision) report.decision = decision;
+      if (outcome !== 'approved') return finishWith(plan)(outcome);
+      if (input.approval === 'none') break;
+      // The service may have changed while the plan waited for its approval: then plan again and ask again.
+      const fresh = planFrom(await look());
+      if (fresh.before.join() === plan.before.join() && (fresh.adopt ?? []).join() === (plan.adopt ?? []).join()) break;
+      log.info('the service changed while the plan waited for approval; planning again', { service, before: plan.before, now: fresh.before });
+      plan = fresh;
+      usePlan(plan);
+      report.decision = undefined;
+    }
+    return apply(plan, finishWith(plan));
+  });
+
+  async function apply(plan: ScalePlan, finish: (o: ScaleOutcome) => ScaleResult): Promise<ScaleResult> {
+  const beforeSlots = plan.before.map(slotOf);
+  const { steps } = plan;
   // --- apply ---------------------------------------------------------------------------------
   const rotation = new Set<number>(beforeSlots);
   const present = new Set<number>(beforeSlots);
@@ -255,12 +296,33 @@ export async function scaleService(rawInput: unknown): Promise<ScaleResult> {
     report.after = [...present].sort((a, b) => a - b).map(name);
   };
 
+  /** Running replicas HAProxy does not know (replica 1 started by hand): staged, checked, then into rotation. */
+  const adopt = async (slots: number[]) => {
+    slots.forEach((s) => rotation.delete(s));
+    await allOrFirstFailure(slots.map((s) => quick.haproxyStageServer({ backend, server: name(s), port: basePort + s, weight: input.weight })));
+    await allOrFirstFailure(
+      slots.map(async (s) => {
+        await allOrFirstFailure([
+          waits.waitReplicaHealthy({ ...ref, slot: s, timeoutMs: input.healthTimeoutMs }),
+          waits.haproxyWaitServerUp({ backend, server: name(s), timeoutMs: input.healthTimeoutMs }),
+        ]);
+        await quick.haproxyReadyServer({ backend, server: name(s), weight: input.weight });
+        rotation.add(s);
+      }),
+    );
+    await syncRotation();
+  };
+
   const saga = new Saga();
   report.state = 'applying';
   show();
   try {
+    if (plan.adopt) {
+      show(`adopting ${plan.adopt.join(', ')} into the balancers`);
+      await adopt(plan.adopt.map(slotOf));
+    }
     for (const [i, step] of steps.entries()) {
-      const slots = step.replicas.map((r) => Number(r.slice(service.length + 1)));
+      const slots = step.replicas.map(slotOf);
       if (step.action === 'add') {
         saga.add(`remove ${step.replicas.join(', ')}`, () => takeOut(slots, true));
         await bringIn(slots);
@@ -278,13 +340,32 @@ export async function scaleService(rawInput: unknown): Promise<ScaleResult> {
       }
     }
   } catch (err) {
-    const reason = rootMessage(err);
+    const cancelled = isCancellation(err);
+    const reason = cancelled ? 'cancelled' : rootMessage(err);
     report.failure = reason;
     report.state = 'rolling-back';
-    show(`step ${report.stepsDone + 1} failed: ${reason}`);
+    show(`step ${report.stepsDone + 1} ${cancelled ? 'cancelled' : `failed: ${reason}`}`);
+    // Undo and report even when cancelled (non-cancellable): the service goes back to its starting set.
     const notUndone = await saga.compensate();
     report.state = 'rolled-back';
     show(notUndone.length ? `not undone: ${notUndone.map((n) => n.what).join('; ')}` : 'back to the starting set');
+    if (cancelled) {
+      if (notUndone.length > 0) {
+        await undoing(() =>
+          alerts.sendAlert({
+            severity: 'critical',
+            service,
+            summary: `scaling ${service} to ${input.replicas} was cancelled and could not be fully undone`,
+            details: { backend, mode, before: plan.before.join(', ') || '(none)', after: report.after.join(', ') || '(none)', 'not undone': notUndone.map((n) => `${n.what}: ${n.error}`).join('; ') },
+            runbook: RUNBOOK,
+            workflowId: info.workflowId,
+            dedupKey: `${service}/scale-cancel-incomplete`,
+          }),
+        ).catch((e: unknown) => log.error('cancel alert not sent', { error: rootMessage(e) }));
+      }
+      report.finishedAt = now();
+      throw err;
+    }
     await alerts.sendAlert({
       severity: 'critical',
       service,
@@ -299,4 +380,5 @@ export async function scaleService(rawInput: unknown): Promise<ScaleResult> {
     throw ApplicationFailure.create({ type: 'ScaleFailed', nonRetryable: true, message: `scaling ${service} to ${input.replicas} failed (${reason}); rolled back to ${report.after.join(', ') || 'no replicas'}`, details: [report] });
   }
   return finish('scaled');
+  }
 }

@@ -27,11 +27,14 @@ import { failureSignalSchema, superviseServiceInputSchema, type FailureSignal, t
 import { fullJitterDelayMs } from './shared/backoff';
 import { now, random } from './shared/deterministic';
 import { beginRunbook, iso, showDetails } from './shared/runbook';
+import { continueAsNewDue, nonEssential } from './shared/harness';
+import { leaseChangedSignal } from './service-lease';
+import { LEASE_SUPERVISOR_RECHECK_MS } from '../config/defaults';
 
 export const RUNBOOK = 'superviseService';
 export const superviseWorkflowId = (service: string) => `supervise/${service}`;
 
-export type SupervisorState = 'watching' | 'backing-off' | 'restarting' | 'verifying' | 'waiting-dependency' | 'gave-up' | 'paused' | 'stopped';
+export type SupervisorState = 'watching' | 'backing-off' | 'restarting' | 'verifying' | 'waiting-dependency' | 'deferring' | 'gave-up' | 'paused' | 'stopped';
 
 export interface FailureRecord {
   kind: string;
@@ -59,6 +62,10 @@ export interface SupervisorStatus {
   lastAlertError?: string;
   /** Dedup keys of alerts raised and not yet resolved. */
   openAlerts?: string[];
+  /** The change that holds the service's lease (src/workflows/service-lease.ts), as last seen: the supervisor does not restart under it. */
+  lease?: { workflowId: string; runbook: string; startedBy: string; since: number; expiresAt: number };
+  /** Failures seen while deferring to a lease holder (recorded, not acted on). */
+  deferredFailures?: number;
   runsCarried: number;
 }
 
@@ -135,6 +142,7 @@ export async function superviseService(rawInput: unknown, carried?: SupervisorCa
       'healthy since': iso(status.healthySince),
       'restarts total': status.restartsTotal,
       'down dependencies': status.downDependencies.join(', '),
+      'deferring to': status.lease ? `${status.lease.runbook} ${status.lease.workflowId} (started by ${status.lease.startedBy}, since ${iso(status.lease.since)}, expires ${iso(status.lease.expiresAt)})` : undefined,
       'alert error': status.lastAlertError,
     });
   const setState = (state: SupervisorState) => {
@@ -164,6 +172,16 @@ export async function superviseService(rawInput: unknown, carried?: SupervisorCa
     stopRequested = `${req?.by ?? 'operator'}${req?.reason ? `: ${req.reason}` : ''}`;
   });
   setHandler(statusQuery, () => status);
+  /** The lease changed hands (told by the lease workflow): a freed lease means look at the service again. */
+  let leaseFreed = false;
+  setHandler(leaseChangedSignal, ({ holder }) => {
+    if (holder) status.lease = { workflowId: holder.workflowId, runbook: holder.runbook, startedBy: holder.startedBy, since: holder.since, expiresAt: holder.expiresAt };
+    else {
+      status.lease = undefined;
+      leaseFreed = true;
+    }
+    publish();
+  });
 
   // A supervisor for a container that does not exist is bad input: fail before anything else.
   if (!carried) await quick.inspectService(service);
@@ -203,17 +221,36 @@ export async function superviseService(rawInput: unknown, carried?: SupervisorCa
   const resolveOpenAlerts = async () => {
     if (openAlerts.size === 0 || !patched('resolve-alerts')) return;
     for (const dedupKey of [...openAlerts]) {
-      await alerts.resolveAlert({ dedupKey });
+      if (patched('resolve-non-essential')) {
+        // A resolve notice that cannot be sent must never end supervision; the alert stays open and is resolved next time.
+        const done = await nonEssential('resolve notice', () => alerts.resolveAlert({ dedupKey }));
+        if (done === undefined) {
+          status.lastAlertError = `resolve of ${dedupKey} not delivered`;
+          continue;
+        }
+      } else {
+        await alerts.resolveAlert({ dedupKey });
+      }
       openAlerts.delete(dedupKey);
     }
     status.openAlerts = [...openAlerts];
   };
 
+  /** Carry the state into a new run (history bounded); `current` is a failure being handled, handled again there. */
+  const carryOn = async (current?: FailureRecord): Promise<never> => {
+    await condition(allHandlersFinished);
+    if (current) pending.unshift(current);
+    status.runsCarried += 1;
+    return continueAsNew<typeof superviseService>(input satisfies SuperviseServiceParams, { status, pending, paused });
+  };
+
   /** Wait until no dependency is down (without burning attempts). False if interrupted. */
-  const waitForDependencies = async (): Promise<boolean> => {
+  const waitForDependencies = async (current: FailureRecord): Promise<boolean> => {
     if (input.dependencies.length === 0) return true;
     let alerted = false;
     for (;;) {
+      // A long dependency outage must not run into the history limit.
+      if (status.state === 'waiting-dependency' && continueAsNewDue(input.continueAsNewAfterEvents) && patched('dependency-wait-continue-as-new')) await carryOn(current);
       const results = await quick.probeDependencies({ dependencies: input.dependencies, timeoutMs: input.probeTimeoutMs });
       status.downDependencies = results.filter((r) => !r.ok).map((r) => r.name);
       if (status.downDependencies.length === 0) {
@@ -230,6 +267,43 @@ export async function superviseService(rawInput: unknown, carried?: SupervisorCa
       }
       if (await condition(interrupted, input.dependencyRecheckMs)) return false;
     }
+  };
+
+  /**
+   * While another runbook holds the service's lease, record failures but do not restart; when the
+   * lease is freed (the lease workflow says so, or a re-read finds it free; a dead holder's lease is
+   * freed by the lease's liveness check), look at the service again: healthy means nothing to do.
+   */
+  const deferToLease = async (failure: FailureRecord): Promise<'free' | 'healthy' | 'interrupted'> => {
+    let lease = await quick.describeLease(service);
+    if (!lease.holder) {
+      status.lease = undefined;
+      return 'free';
+    }
+    while (lease.holder) {
+      const h = lease.holder;
+      status.lease = { workflowId: h.workflowId, runbook: h.runbook, startedBy: h.startedBy, since: h.since, expiresAt: h.expiresAt };
+      setState('deferring');
+      log.info('deferring to the lease holder', { service, holder: h.workflowId, runbook: h.runbook, failure: failure.kind });
+      leaseFreed = false;
+      if (await condition(() => leaseFreed || interrupted(), LEASE_SUPERVISOR_RECHECK_MS)) {
+        if (interrupted()) return 'interrupted';
+      }
+      if (continueAsNewDue(input.continueAsNewAfterEvents)) await carryOn(failure);
+      lease = await quick.describeLease(service);
+    }
+    status.lease = undefined;
+    // Failures during the change were the change's own (stops, restarts): counted, dropped, and the service looked at now.
+    status.deferredFailures = (status.deferredFailures ?? 0) + 1 + pending.length;
+    pending.length = 0;
+    const check = await checkNow();
+    if (check.running && check.http.ok) {
+      status.healthySince = now();
+      setState('watching');
+      log.info('healthy after the lease was released; no restart', { service });
+      return 'healthy';
+    }
+    return 'free';
   };
 
   const giveUp = async () => {
@@ -258,7 +332,13 @@ export async function superviseService(rawInput: unknown, carried?: SupervisorCa
     status.consecutiveProbeFailures = 0;
     for (;;) {
       if (status.attempts >= policy.maxAttempts) return giveUp();
-      if (!(await waitForDependencies())) return;
+      if (!(await waitForDependencies(failure))) return;
+      // A change (scale, resize, restore, an operator's restart) holds the service: do not fight it.
+      if (patched('defer-to-lease')) {
+        const deferred = await deferToLease(failure);
+        if (deferred === 'interrupted') return;
+        if (deferred === 'healthy') return;
+      }
       status.attempts += 1;
       const delay = immediate ? 0 : fullJitterDelayMs(policy, status.attempts, random());
       immediate = false;

@@ -11,7 +11,7 @@
  * The decision (who, why, when) is returned and kept for the `plan` query, so the plan, the
  * approver and the outcome all live in one history.
  */
-import { condition, defineQuery, defineUpdate, setHandler } from '@temporalio/workflow';
+import { ApplicationFailure, condition, defineQuery, defineUpdate, setHandler } from '@temporalio/workflow';
 import { decisionSchema, type Decision } from '../../schemas/approval';
 import { describeIssues } from '../../schemas/common';
 import { now } from './deterministic';
@@ -49,10 +49,12 @@ export function planGate<P>(opts: GateOptions) {
   };
   const decide = (verdict: 'approve' | 'reject') => (d: Decision) => {
     // The validator ran against the same state; a second decision racing in is refused here too.
-    if (decided || view.state !== 'awaiting-approval') throw new Error(`nothing to decide: the plan is ${view.state}`);
-    const parsed = decisionSchema.parse(d);
+    // An ApplicationFailure rejects the update; a plain Error would fail the workflow task instead.
+    if (decided || view.state !== 'awaiting-approval') throw ApplicationFailure.nonRetryable(`nothing to decide: the plan is ${view.state}`, 'NothingToDecide');
+    const parsed = decisionSchema.safeParse(d);
+    if (!parsed.success) throw ApplicationFailure.nonRetryable(`invalid decision: ${describeIssues(parsed.error).join('; ')}`, 'InvalidDecision');
     decided = true;
-    view.decision = { ...parsed, verdict, at: now() };
+    view.decision = { ...parsed.data, verdict, at: now() };
     view.state = verdict === 'approve' ? 'approved' : 'rejected';
     return view as PlanView<unknown>;
   };
@@ -61,9 +63,14 @@ export function planGate<P>(opts: GateOptions) {
 
   return {
     view,
-    /** Publish the plan and wait for the outcome the options call for. */
+    /**
+     * Publish the plan and wait for the outcome the options call for. Called again (a re-plan: the
+     * service changed while the plan waited), it asks afresh: the earlier decision was for another plan.
+     */
     async gate(plan: P): Promise<{ outcome: GateOutcome; decision?: PlanView<P>['decision'] }> {
       view.plan = plan;
+      decided = false;
+      delete view.decision;
       if (opts.dryRun) {
         view.state = 'dry-run';
         return { outcome: 'dry-run' };

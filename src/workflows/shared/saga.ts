@@ -2,8 +2,10 @@
  * A saga's compensations (Temporal's saga sample): register the undo of a step *before* doing the
  * step (every undo is an idempotent activity, so undoing a step that never happened is harmless),
  * and on failure run them newest first. A failing undo is logged and the rest still run.
+ * Compensations run in a non-cancellable scope: a cancelled run (UI, CLI, `temporal workflow
+ * cancel`) still undoes what it did.
  */
-import { log } from '@temporalio/workflow';
+import { CancellationScope, log } from '@temporalio/workflow';
 import { rootMessage } from './errors';
 
 export class Saga {
@@ -18,7 +20,11 @@ export class Saga {
   }
 
   /** Run every compensation, newest first; returns what could not be undone. */
-  async compensate(): Promise<Array<{ what: string; error: string }>> {
+  compensate(): Promise<Array<{ what: string; error: string }>> {
+    return CancellationScope.nonCancellable(() => this.runAll());
+  }
+
+  private async runAll(): Promise<Array<{ what: string; error: string }>> {
     const failed: Array<{ what: string; error: string }> = [];
     for (const s of this.steps.splice(0).reverse()) {
       try {
