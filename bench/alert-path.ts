@@ -15,7 +15,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Command } from 'commander';
 import { loadConfig } from '../src/config/env';
 import { createLogger } from '../src/config/logger';
-import { startRunbook } from '../src/starters/runbooks';
+import { startRunbook } from '../src/runbooks/registry';
 import { startAlertReceiver } from '../src/workers/alert-receiver';
 import { createDocker } from '../src/workers/clients';
 import { runDockerEventBridge } from '../src/workers/docker-events';

@@ -22,7 +22,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { chownOwned, instanceConf, mkdirOwned, pgEnv, pgPaths, PgInstances, run, withAdminClient } from '../src/activities/pg-instances';
 import { loadConfig } from '../src/config/env';
 import { createLogger } from '../src/config/logger';
-import { startRunbook, type RunbookName } from '../src/starters/runbooks';
+import { startRunbook, type RunbookName } from '../src/runbooks/registry';
 import type { BackupDatabaseResult } from '../src/workflows/backup-database';
 import type { RestoreDatabaseResult } from '../src/workflows/restore-database';
 import { startBenchWorker } from './worker';

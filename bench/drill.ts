@@ -13,7 +13,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { RPO_TARGET_MS, RTO_TARGET_MS } from '../src/config/defaults';
 import { loadConfig } from '../src/config/env';
 import { createLogger } from '../src/config/logger';
-import { startRunbook } from '../src/starters/runbooks';
+import { startRunbook } from '../src/runbooks/registry';
 import type { DrillReport } from '../src/workflows/recovery-drill';
 import { startBenchWorker } from './worker';
 

@@ -23,7 +23,7 @@ import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { Command, InvalidArgumentError } from 'commander';
 import { loadConfig } from '../src/config/env';
 import { createLogger } from '../src/config/logger';
-import { startRunbook } from '../src/starters/runbooks';
+import { startRunbook } from '../src/runbooks/registry';
 import { connectClient, createDocker } from '../src/workers/clients';
 import { inputFromLabels, LABEL_HEALTH_URL, LABEL_INPUT, LABEL_SUPERVISE } from '../src/workers/docker-events';
 import type { SupervisorStatus } from '../src/workflows/supervise-service';

@@ -14,7 +14,7 @@ import { pgSettings, withPgClient } from '../src/activities/postgres';
 import { vaultSettings, VaultSession } from '../src/activities/vault';
 import { loadConfig } from '../src/config/env';
 import { createLogger } from '../src/config/logger';
-import { startRunbook } from '../src/starters/runbooks';
+import { startRunbook } from '../src/runbooks/registry';
 import { startBenchWorker } from './worker';
 
 const opts = new Command('bench-rotation').option('--rounds <n>', 'rounds', (v) => Math.max(1, Number.parseInt(v, 10) || 5), 5).parse().opts<{ rounds: number }>();

@@ -29,7 +29,7 @@ import { KPI_P95_LATENCY_MS, SCALE_STEP_DELAY_MS } from '../src/config/defaults'
 import { loadConfig } from '../src/config/env';
 import { createLogger } from '../src/config/logger';
 import { initLbDir, startLoadBalancers } from '../src/stack/lb';
-import { startRunbook } from '../src/starters/runbooks';
+import { startRunbook } from '../src/runbooks/registry';
 import type { ScaleResult } from '../src/workflows/scale-service';
 import { startBenchWorker } from './worker';
 

@@ -10,18 +10,11 @@ import { randomBytes } from 'node:crypto';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Logger } from 'pino';
+import type { KvStore } from '../config/kv-store';
 import { activitySleep as sleep } from './activity-sleep';
 
-/** The few KV v2 calls rotation needs (backed by node-vault with the worker's AppRole token). */
-export interface KvStore {
-  /** null when the secret does not exist. */
-  readMetadata(path: string): Promise<{ currentVersion: number; versions: Record<string, { destroyed: boolean; deletion_time: string }>; custom: Record<string, string> } | null>;
-  readVersion(path: string, version: number): Promise<Record<string, string> | null>;
-  /** Write a new version; `cas` = the version the caller saw last (0 = must not exist). */
-  write(path: string, data: Record<string, string>, cas: number): Promise<number>;
-  writeCustomMetadata(path: string, custom: Record<string, string>): Promise<void>;
-  destroyVersions(path: string, versions: number[]): Promise<void>;
-}
+/** The few KV v2 calls rotation needs (src/config/kv-store.ts; backed by node-vault with the worker's AppRole token). */
+export type { KvStore };
 
 /** PostgreSQL as the cluster admin, and a login as a given role. */
 export interface PgTarget {

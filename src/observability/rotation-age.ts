@@ -4,7 +4,7 @@
  * every minute by the worker. The `credential_rotation_overdue` rule fires past 90 days.
  */
 import type { Logger } from 'pino';
-import type { KvStore } from '../activities/credentials';
+import type { KvStore } from '../config/kv-store';
 import { credentialRotationAge } from './metrics';
 
 export async function refreshRotationAges(kv: KvStore, rotations: Array<{ credentialId: string; vaultPath: string }>, nowMs = Date.now()): Promise<void> {

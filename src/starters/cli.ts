@@ -14,7 +14,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { loadConfig } from '../config/env';
 import { CLI_SERVICE_NAME, createTracing } from '../observability/tracing';
 import { connectClient } from '../workers/clients';
-import { InvalidInputError, isRunbook, RUNBOOKS, startRunbook, type RunbookName } from './runbooks';
+import { InvalidInputError, isRunbook, RUNBOOKS, startRunbook, type RunbookName } from '../runbooks/registry';
 import { rerunDrill } from './rerun-drill';
 
 const SIGNALS = ['resume', 'pause', 'stop'] as const;

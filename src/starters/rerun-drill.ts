@@ -20,7 +20,7 @@ import type { RecoveryDrillInput } from '../schemas/recovery-drill';
 import type { DrillReport } from '../workflows/recovery-drill';
 import type { RestartReport } from '../workflows/restart-service';
 import { connectClient } from '../workers/clients';
-import { startRunbook, validateInput } from './runbooks';
+import { startRunbook, validateInput } from '../runbooks/registry';
 
 /** The figures compared side by side, whatever kind of run they come from. */
 export interface ComparableReport {

@@ -1,51 +1,37 @@
 /**
- * npm run schedules: create or update, idempotently, one Temporal Schedule per configured
- * credential (config/rotations.json, or DURABLE_OPS_ROTATIONS_CONFIG): rotateCredential every
- * `periodDays` (seed 90), overlap SKIP, an explicit catch-up window, pause on failure, a note.
- *   npm run schedules                      install / update
+ * npm run schedules: reconcile the project's Temporal Schedules with its config files. One
+ * schedule per credential (config/rotations.json, or DURABLE_OPS_ROTATIONS_CONFIG):
+ * rotateCredential every `periodDays` (seed 90); per drill (config/drills.json); per database and
+ * volume (config/backups.json). Each is created or updated to the configured spec, policies and
+ * catch-up window, and the project's schedules whose entry left the config are deleted. The
+ * project's schedules are those this installer created for the same task queue (the memo it
+ * stamps; schedules from before the memo: the note it writes); any other schedule is left alone.
+ *   npm run schedules                      reconcile
  *   npm run schedules -- --trigger app-db  rotate one now (as the schedule would)
  */
-import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { ScheduleAlreadyRunning, ScheduleOverlapPolicy, type Client, type ScheduleOptions } from '@temporalio/client';
+import { ScheduleAlreadyRunning, ScheduleNotFoundError, ScheduleOverlapPolicy, type Client, type ScheduleOptions, type ScheduleSummary } from '@temporalio/client';
 import { Command } from 'commander';
-import { z } from 'zod';
 import { loadConfig } from '../config/env';
 import { RUNBOOK_ATTR, SERVICE_ATTR } from '../config/search-attributes';
-import { describeIssues } from '../schemas/common';
-import { rotateCredentialInputSchema, type RotateCredentialParams } from '../schemas/rotate-credential';
+import type { RotateCredentialParams } from '../schemas/rotate-credential';
 import * as seed from '../config/defaults';
-import { backupDatabaseInputSchema, databaseRefSchema, verifyBackupsInputSchema, type BackupKind, type DatabaseRef } from '../schemas/database';
-import { backupVolumeInputSchema, type BackupVolumeParams } from '../schemas/volume';
-import { DRILL_SCHEDULE_EVERY } from '../config/defaults';
-import { drillSubject, recoveryDrillInputSchema, type RecoveryDrillParams } from '../schemas/recovery-drill';
+import { backupDatabaseInputSchema, verifyBackupsInputSchema, type BackupKind } from '../schemas/database';
+import type { BackupVolumeParams } from '../schemas/volume';
+import { drillSubject } from '../schemas/recovery-drill';
+import { DEFAULT_BACKUPS_FILE, DEFAULT_DRILLS_FILE, DEFAULT_ROTATIONS_FILE, loadDrills, loadRotations, readBackupsFile, type BackupSchedule, type DrillSchedule } from '../runbooks/config-files';
 import { connectClient } from '../workers/clients';
 
-export const DEFAULT_ROTATIONS_FILE = fileURLToPath(new URL('../../config/rotations.json', import.meta.url));
-/** Missed runs within this window are still taken after an outage (then SKIP applies). */
-export const ROTATION_CATCHUP_WINDOW = '1 day';
+/** The memo every schedule this installer creates carries: who manages it, for which task queue. */
+export const MANAGED_BY = 'durable-ops npm run schedules';
+export interface ScheduleMemo {
+  managedBy: typeof MANAGED_BY;
+  taskQueue: string;
+}
+/** The end of the note it writes (how schedules created before the memo are recognised). */
+const MANAGED_NOTE = '(managed by npm run schedules)';
 
 export const rotationScheduleId = (credentialId: string) => `rotate/${credentialId}`;
-
-const fileSchema = z.strictObject({ $comment: z.string().optional(), rotations: z.array(z.unknown()) });
-
-/** Read and validate the rotations file; every entry is a rotateCredential input. */
-export function loadRotations(file: string): RotateCredentialParams[] {
-  const raw = fileSchema.parse(JSON.parse(readFileSync(file, 'utf8')));
-  const problems: string[] = [];
-  const parsed = raw.rotations.flatMap((r, i) => {
-    const p = rotateCredentialInputSchema.safeParse(r);
-    if (!p.success) {
-      problems.push(...describeIssues(p.error).map((d) => `rotations.${i}.${d}`));
-      return [];
-    }
-    return [p.data];
-  });
-  const ids = parsed.map((p) => p.credentialId);
-  ids.forEach((id, i) => ids.indexOf(id) !== i && problems.push(`rotations.${i}.credentialId: "${id}" appears twice`));
-  if (problems.length > 0) throw new Error(`invalid ${file}:\n  ${problems.join('\n  ')}`);
-  return parsed;
-}
 
 export function scheduleOptions(r: RotateCredentialParams, taskQueue: string): ScheduleOptions {
   return {
@@ -63,7 +49,7 @@ export function scheduleOptions(r: RotateCredentialParams, taskQueue: string): S
       ],
       staticSummary: `scheduled rotation of ${r.credentialId} (${r.target.kind})`,
     },
-    policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: ROTATION_CATCHUP_WINDOW, pauseOnFailure: true },
+    policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: seed.ROTATION_CATCHUP_WINDOW_MS, pauseOnFailure: true },
     state: { note: `rotate ${r.credentialId} every ${r.periodDays} days (managed by npm run schedules)` },
   };
 }
@@ -73,12 +59,16 @@ export async function installSchedules(client: Client, rotations: RotateCredenti
   return upsertSchedules(client, rotations.map((r) => scheduleOptions(r, taskQueue)));
 }
 
-/** Create each schedule, or update an existing one to these options (idempotent). */
+/**
+ * Create each schedule, or update an existing one to these options (idempotent). A created one
+ * carries our memo (its action's task queue); Temporal keeps a schedule's memo across updates.
+ */
 export async function upsertSchedules(client: Client, all: ScheduleOptions[]): Promise<Record<string, 'created' | 'updated'>> {
   const done: Record<string, 'created' | 'updated'> = {};
   for (const opts of all) {
+    const memo: ScheduleMemo = { managedBy: MANAGED_BY, taskQueue: opts.action.taskQueue };
     try {
-      await client.schedule.create(opts);
+      await client.schedule.create({ ...opts, memo: { ...opts.memo, ...memo } });
       done[opts.scheduleId] = 'created';
     } catch (err) {
       if (!(err instanceof ScheduleAlreadyRunning)) throw err;
@@ -89,36 +79,90 @@ export async function upsertSchedules(client: Client, all: ScheduleOptions[]): P
   return done;
 }
 
-/** Recovery drills (config/drills.json, or DURABLE_OPS_DRILLS_CONFIG): a recoveryDrill every `every` (seed: weekly). */
-export const DEFAULT_DRILLS_FILE = fileURLToPath(new URL('../../config/drills.json', import.meta.url));
-export const drillScheduleId = (id: string) => `drill/${id}`;
-
-export interface DrillSchedule {
-  id: string;
-  every: string;
-  input: RecoveryDrillParams;
+/**
+ * Is this schedule one this installer created for the task queue? Ours carry the memo; one
+ * created before the memo existed is recognised by the note we wrote and its action's task queue.
+ * Anything else (no memo of ours, another task queue, another manager) is foreign.
+ */
+async function isManaged(client: Client, s: ScheduleSummary, taskQueue: string): Promise<boolean> {
+  const memo = s.memo as Partial<ScheduleMemo> | undefined;
+  if (memo?.managedBy !== undefined) return memo.managedBy === MANAGED_BY && memo.taskQueue === taskQueue;
+  if (!s.state.note?.endsWith(MANAGED_NOTE)) return false;
+  try {
+    const desc = await client.schedule.getHandle(s.scheduleId).describe();
+    return desc.action.type === 'startWorkflow' && desc.action.taskQueue === taskQueue;
+  } catch (err) {
+    if (err instanceof ScheduleNotFoundError) return false;
+    throw err;
+  }
 }
 
-const drillsFileSchema = z.strictObject({
-  $comment: z.string().optional(),
-  drills: z.array(z.strictObject({ id: z.string().regex(/^[a-z0-9][a-z0-9-]{0,60}$/, 'must be a lower-case slug'), every: z.string().regex(/^\d+ (minutes|hours|days)$/, 'must be "<n> minutes|hours|days"').default(DRILL_SCHEDULE_EVERY), input: z.unknown() })),
+/** The ids of the schedules this installer manages for the task queue (visibility: a schedule created a moment ago may not be listed yet). */
+export async function managedScheduleIds(client: Client, taskQueue: string): Promise<string[]> {
+  const ids: string[] = [];
+  for await (const s of client.schedule.list()) if (await isManaged(client, s, taskQueue)) ids.push(s.scheduleId);
+  return ids.sort();
+}
+
+export type ReconcileAction = 'created' | 'updated' | 'deleted';
+
+/**
+ * Make the project's schedules for the task queue exactly these: create or update each, then
+ * delete the ones we manage that are not among them. Foreign schedules are never touched.
+ */
+export async function reconcileSchedules(client: Client, desired: ScheduleOptions[], taskQueue: string): Promise<Record<string, ReconcileAction>> {
+  const ids = desired.map((o) => o.scheduleId);
+  const dup = ids.find((id, i) => ids.indexOf(id) !== i);
+  if (dup) throw new Error(`schedule ${dup} is configured twice`);
+  const stray = desired.find((o) => o.action.taskQueue !== taskQueue);
+  if (stray) throw new Error(`schedule ${stray.scheduleId} is for task queue ${stray.action.taskQueue}, not ${taskQueue}`);
+  const done: Record<string, ReconcileAction> = await upsertSchedules(client, desired);
+  const keep = new Set(ids);
+  for (const id of await managedScheduleIds(client, taskQueue)) {
+    if (keep.has(id)) continue;
+    try {
+      await client.schedule.getHandle(id).delete();
+      done[id] = 'deleted';
+    } catch (err) {
+      if (!(err instanceof ScheduleNotFoundError)) throw err; // gone already (visibility still lists it for a moment)
+    }
+  }
+  return done;
+}
+
+export interface ScheduleFiles {
+  rotations: string;
+  drills: string;
+  backups: string;
+}
+
+/** The config files (environment overrides, else the committed ones). */
+export const scheduleFiles = (env: NodeJS.ProcessEnv = process.env): ScheduleFiles => ({
+  rotations: env.DURABLE_OPS_ROTATIONS_CONFIG ?? DEFAULT_ROTATIONS_FILE,
+  drills: env.DURABLE_OPS_DRILLS_CONFIG ?? DEFAULT_DRILLS_FILE,
+  backups: env.DURABLE_OPS_BACKUPS_CONFIG ?? DEFAULT_BACKUPS_FILE,
 });
 
-/** Read and validate the drills file; every input is a recoveryDrill input. */
-export function loadDrills(file: string): DrillSchedule[] {
-  const raw = drillsFileSchema.parse(JSON.parse(readFileSync(file, 'utf8')));
-  const problems: string[] = [];
-  const parsed = raw.drills.flatMap((d, i) => {
-    const p = recoveryDrillInputSchema.safeParse(d.input);
-    if (!p.success) {
-      problems.push(...describeIssues(p.error).map((e) => `drills.${i}.input.${e}`));
-      return [];
-    }
-    return [{ id: d.id, every: d.every, input: p.data }];
-  });
-  if (problems.length > 0) throw new Error(`invalid ${file}:\n  ${problems.join('\n  ')}`);
-  return parsed;
+/** Every schedule the config files ask for. Reads and validates all of them first: a bad file deletes nothing. */
+export function configuredSchedules(files: ScheduleFiles, taskQueue: string): ScheduleOptions[] {
+  const rotations = loadRotations(files.rotations);
+  const drills = loadDrills(files.drills);
+  const backups = readBackupsFile(files.backups);
+  return [
+    ...rotations.map((r) => scheduleOptions(r, taskQueue)),
+    ...drills.map((d) => drillScheduleOptions(d, taskQueue)),
+    ...backups.databases.flatMap((b) => backupScheduleOptions(b, taskQueue)),
+    ...backups.volumes.map((v) => volumeBackupScheduleOptions(v, taskQueue)),
+  ];
 }
+
+/** What npm run schedules does: reconcile the task queue's schedules with the config files. */
+export async function reconcileFromFiles(client: Client, files: ScheduleFiles, taskQueue: string): Promise<Record<string, ReconcileAction>> {
+  return reconcileSchedules(client, configuredSchedules(files, taskQueue), taskQueue);
+}
+
+/** Recovery drills (config/drills.json, or DURABLE_OPS_DRILLS_CONFIG): a recoveryDrill every `every` (seed: weekly). */
+export const drillScheduleId = (id: string) => `drill/${id}`;
 
 export function drillScheduleOptions(d: DrillSchedule, taskQueue: string): ScheduleOptions {
   return {
@@ -136,7 +180,7 @@ export function drillScheduleOptions(d: DrillSchedule, taskQueue: string): Sched
       ],
       staticSummary: `scheduled recovery drill ${d.input.scenario} on ${drillSubject(d.input)}`,
     },
-    policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: ROTATION_CATCHUP_WINDOW, pauseOnFailure: false },
+    policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: seed.DRILL_CATCHUP_WINDOW_MS, pauseOnFailure: false },
     state: { note: `recovery drill ${d.input.scenario} every ${d.every} (managed by npm run schedules)` },
   };
 }
@@ -151,46 +195,7 @@ export async function installDrillSchedules(client: Client, drills: DrillSchedul
  * backupDatabase every hour, a logical one daily, verifyBackups every 15 min (seed constants).
  * No pause on failure: a failed backup must not stop the next one (verifyBackups alerts instead).
  */
-export const DEFAULT_BACKUPS_FILE = fileURLToPath(new URL('../../config/backups.json', import.meta.url));
 export const backupScheduleId = (databaseId: string, what: BackupKind | 'verify') => (what === 'verify' ? `verify-backups/${databaseId}` : `backup/${databaseId}/${what}`);
-
-export interface BackupSchedule {
-  database: DatabaseRef;
-  keepPhysical: number;
-  keepLogical: number;
-  rpoMs: number;
-}
-
-const backupsFileSchema = z.strictObject({
-  $comment: z.string().optional(),
-  /** Docker volumes of services with state on disk: a backupVolume input each, taken every VOLUME_BACKUP_EVERY_MS. */
-  volumes: z.array(backupVolumeInputSchema).default([]),
-  databases: z.array(
-    z.strictObject({
-      database: databaseRefSchema,
-      keepPhysical: z.number().int().min(1).default(seed.BACKUP_KEEP_PHYSICAL),
-      keepLogical: z.number().int().min(1).default(seed.BACKUP_KEEP_LOGICAL),
-      rpoMs: z.number().int().min(1_000).default(seed.RPO_TARGET_MS),
-    }),
-  ),
-});
-
-/** Read and validate the backups file (each entry's inputs through the runbooks' own schemas; no database or volume twice). */
-export function readBackupsFile(file: string): { databases: BackupSchedule[]; volumes: BackupVolumeParams[] } {
-  const parsed = backupsFileSchema.safeParse(JSON.parse(readFileSync(file, 'utf8')));
-  if (!parsed.success) throw new Error(`invalid ${file}:\n  ${describeIssues(parsed.error).join('\n  ')}`);
-  for (const [list, names] of [
-    ['databases', parsed.data.databases.map((d) => d.database.id)],
-    ['volumes', parsed.data.volumes.map((v) => v.volume)],
-  ] as const) {
-    const dup = names.find((n, i) => names.indexOf(n) !== i);
-    if (dup) throw new Error(`invalid ${file}: ${list}: "${dup}" appears twice`);
-  }
-  return parsed.data;
-}
-
-/** The databases of the backups file. */
-export const loadBackups = (file: string): BackupSchedule[] => readBackupsFile(file).databases;
 
 export function backupScheduleOptions(b: BackupSchedule, taskQueue: string): ScheduleOptions[] {
   const id = b.database.id;
@@ -209,7 +214,7 @@ export function backupScheduleOptions(b: BackupSchedule, taskQueue: string): Sch
       ],
       staticSummary: summary,
     },
-    policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: ROTATION_CATCHUP_WINDOW, pauseOnFailure: false },
+    policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: seed.BACKUP_CATCHUP_WINDOW_MS, pauseOnFailure: false },
     state: { note: `${summary} every ${Math.round(everyMs / 60_000)} min (managed by npm run schedules)` },
   });
   return [
@@ -220,9 +225,6 @@ export function backupScheduleOptions(b: BackupSchedule, taskQueue: string): Sch
 }
 
 export const volumeBackupScheduleId = (volume: string) => `backup-volume/${volume}`;
-
-/** The volumes of the backups file, each a valid backupVolume input (seed keep filled in). */
-export const loadVolumeBackups = (file: string): BackupVolumeParams[] => readBackupsFile(file).volumes;
 
 export function volumeBackupScheduleOptions(v: BackupVolumeParams, taskQueue: string): ScheduleOptions {
   const scheduleId = volumeBackupScheduleId(v.volume);
@@ -242,7 +244,7 @@ export function volumeBackupScheduleOptions(v: BackupVolumeParams, taskQueue: st
       ],
       staticSummary: summary,
     },
-    policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: ROTATION_CATCHUP_WINDOW, pauseOnFailure: false },
+    policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: seed.BACKUP_CATCHUP_WINDOW_MS, pauseOnFailure: false },
     state: { note: `${summary} every ${Math.round(seed.VOLUME_BACKUP_EVERY_MS / 60_000)} min (managed by npm run schedules)` },
   };
 }
@@ -265,18 +267,14 @@ async function main(): Promise<void> {
     .parse(process.argv);
   const opts = program.opts<{ config: string; trigger?: string }>();
   const config = loadConfig();
+  const files = { ...scheduleFiles(), rotations: opts.config };
+  const desired = configuredSchedules(files, config.DURABLE_OPS_TASK_QUEUE); // before connecting: a bad file changes nothing
   const client = await connectClient(config);
   try {
-    const rotations = loadRotations(opts.config);
-    const done = await installSchedules(client, rotations, config.DURABLE_OPS_TASK_QUEUE);
-    for (const [id, what] of Object.entries(done)) process.stdout.write(`${what} schedule ${id}\n`);
-    const drills = await installDrillSchedules(client, loadDrills(process.env.DURABLE_OPS_DRILLS_CONFIG ?? DEFAULT_DRILLS_FILE), config.DURABLE_OPS_TASK_QUEUE);
-    for (const [id, what] of Object.entries(drills)) process.stdout.write(`${what} schedule ${id}\n`);
-    const backupsFile = readBackupsFile(process.env.DURABLE_OPS_BACKUPS_CONFIG ?? DEFAULT_BACKUPS_FILE);
-    const backups = await installBackupSchedules(client, backupsFile.databases, config.DURABLE_OPS_TASK_QUEUE);
-    for (const [id, what] of Object.entries(backups)) process.stdout.write(`${what} schedule ${id}\n`);
-    const volumes = await installVolumeBackupSchedules(client, backupsFile.volumes, config.DURABLE_OPS_TASK_QUEUE);
-    for (const [id, what] of Object.entries(volumes)) process.stdout.write(`${what} schedule ${id}\n`);
+    const done = await reconcileSchedules(client, desired, config.DURABLE_OPS_TASK_QUEUE);
+    for (const [id, what] of Object.entries(done)) process.stdout.write(`${what} schedule ${id}${what === 'deleted' ? ' (no longer in the config)' : ''}\n`);
+    const count = (what: ReconcileAction) => Object.values(done).filter((w) => w === what).length;
+    process.stdout.write(`schedules: ${count('created')} created, ${count('updated')} updated, ${count('deleted')} deleted\n`);
     if (opts.trigger) {
       await client.schedule.getHandle(rotationScheduleId(opts.trigger)).trigger(ScheduleOverlapPolicy.SKIP);
       process.stdout.write(`triggered ${rotationScheduleId(opts.trigger)}\n`);

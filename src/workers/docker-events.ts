@@ -16,7 +16,7 @@ import type Docker from 'dockerode';
 import type { Logger } from 'pino';
 import { RUNBOOK_ATTR, SERVICE_ATTR } from '../config/search-attributes';
 import type { FailureSignal } from '../schemas/supervise-service';
-import { validateInput } from '../starters/runbooks';
+import { validateInput } from '../runbooks/registry';
 import { failureSignal, superviseWorkflowId } from '../workflows/supervise-service';
 
 export const LABEL_SUPERVISE = 'durable-ops.supervise';

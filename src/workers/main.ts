@@ -16,7 +16,7 @@ import { createTracing, WORKER_SERVICE_NAME } from '../observability/tracing';
 import { freeLoopbackPort } from '../observability/server';
 import { startObservability } from './observability';
 import { startRotationAgeRefresher } from '../observability/rotation-age';
-import { DEFAULT_ROTATIONS_FILE, loadRotations } from '../starters/schedules';
+import { DEFAULT_ROTATIONS_FILE, loadRotations } from '../runbooks/config-files';
 
 async function main(): Promise<void> {
   let config;

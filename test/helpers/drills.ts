@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { WorkflowFailedError, type Client } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
-import { startRunbook } from '../../src/starters/runbooks';
+import { startRunbook } from '../../src/runbooks/registry';
 import type { RecoveryDrillInput } from '../../src/schemas/recovery-drill';
 import type { DrillReport } from '../../src/workflows/recovery-drill';
 import { config, uniqueName } from './temporal';

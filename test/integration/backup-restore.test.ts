@@ -14,7 +14,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import pg from 'pg';
 import { BackupStore, createBackupActivities, type BackupHealth } from '../../src/activities/backup';
 import { pgPaths, PgInstances } from '../../src/activities/pg-instances';
-import { InvalidInputError, startRunbook, validateInput } from '../../src/starters/runbooks';
+import { InvalidInputError, startRunbook, validateInput } from '../../src/runbooks/registry';
 import type { DatabaseRef } from '../../src/schemas/database';
 import type { BackupDatabaseResult } from '../../src/workflows/backup-database';
 import type { RestoreDatabaseResult, RestoreStatus } from '../../src/workflows/restore-database';

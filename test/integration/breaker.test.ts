@@ -14,7 +14,7 @@ import type { Client } from '@temporalio/client';
 import Docker from 'dockerode';
 import { pino } from 'pino';
 import { BreakerRegistry, SEED_BREAKER } from '../../src/activities/breaker';
-import { startRunbook } from '../../src/starters/runbooks';
+import { startRunbook } from '../../src/runbooks/registry';
 import type { RestartReport } from '../../src/workflows/restart-service';
 import { connectClient, startWorker, type RunningWorker } from '../helpers/temporal';
 

@@ -16,7 +16,7 @@ import type { Payload } from '@temporalio/common';
 import proto from '@temporalio/proto';
 import { AesGcmCodec, ENCODING_ENCRYPTED, fileKeyring, METADATA_KEY_ID } from '../../src/codec/codec';
 import { COOKIE_NAME, loadCodecToken, startCodecServer, type CodecServer } from '../../src/codec/server';
-import { startRunbook } from '../../src/starters/runbooks';
+import { startRunbook } from '../../src/runbooks/registry';
 import type { RestartReport } from '../../src/workflows/restart-service';
 import { httpStatus, runDemo, type DemoContainer } from '../helpers/docker';
 import { createLogger } from '../../src/config/logger';

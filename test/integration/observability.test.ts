@@ -11,7 +11,7 @@ import { after, before, test } from 'node:test';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { pino } from 'pino';
 import { registry } from '../../src/observability/metrics';
-import { startRunbook } from '../../src/starters/runbooks';
+import { startRunbook } from '../../src/runbooks/registry';
 import { startAlertReceiver, type AlertReceiver } from '../../src/workers/alert-receiver';
 import type { SupervisorStatus } from '../../src/workflows/supervise-service';
 import { docker, httpStatus, inspect, runDemo, type DemoContainer } from '../helpers/docker';

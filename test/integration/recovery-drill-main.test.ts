@@ -16,7 +16,7 @@ import type { Client } from '@temporalio/client';
 import { pgPaths, withAdminClient } from '../../src/activities/pg-instances';
 import type { RecoveryDrillInput } from '../../src/schemas/recovery-drill';
 import type { DrillReport } from '../../src/workflows/recovery-drill';
-import { startRunbook } from '../../src/starters/runbooks';
+import { startRunbook } from '../../src/runbooks/registry';
 import { assertReport, runDrill } from '../helpers/drills';
 import { spawnWorker } from '../helpers/worker-process';
 import { recordHistory } from '../helpers/histories';

@@ -9,7 +9,7 @@ import { WorkflowFailedError, type Client } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { startRunbook } from '../../src/starters/runbooks';
+import { startRunbook } from '../../src/runbooks/registry';
 import type { RestartReport } from '../../src/workflows/restart-service';
 import { containerEvents, httpStatus, inspect, runDemo, type DemoContainer } from '../helpers/docker';
 import { recordHistory } from '../helpers/histories';

@@ -13,7 +13,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { pino } from 'pino';
 import { withPgClient, pgSettings } from '../../src/activities/postgres';
 import { vaultSettings, VaultSession } from '../../src/activities/vault';
-import { startRunbook } from '../../src/starters/runbooks';
+import { startRunbook } from '../../src/runbooks/registry';
 import type { RotationReport } from '../../src/workflows/rotate-credential';
 import { docker } from '../helpers/docker';
 import { mailText, waitForMail } from '../helpers/mailpit';

@@ -15,7 +15,7 @@ import autocannon from 'autocannon';
 import { haproxyCommand, parseShowStat } from '../../src/activities/haproxy';
 import { lbFiles } from '../../src/activities/lb-config';
 import { initLbDir, startLoadBalancers, type LbProcesses } from '../../src/stack/lb';
-import { startRunbook } from '../../src/starters/runbooks';
+import { startRunbook } from '../../src/runbooks/registry';
 import type { ScaleServiceInput } from '../../src/schemas/scale-service';
 import type { ScaleReport, ScaleResult } from '../../src/workflows/scale-service';
 import { DEMO_IMAGE, docker, httpStatus, runDemo, type DemoContainer } from '../helpers/docker';

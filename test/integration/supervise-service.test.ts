@@ -7,7 +7,7 @@ import { rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Client, WorkflowHandle } from '@temporalio/client';
-import { startRunbook } from '../../src/starters/runbooks';
+import { startRunbook } from '../../src/runbooks/registry';
 import { LABEL_HEALTH_URL, LABEL_INPUT, LABEL_SUPERVISE, runDockerEventBridge } from '../../src/workers/docker-events';
 import type { SupervisorStatus } from '../../src/workflows/supervise-service';
 import { containerEvents, crashFromHost, docker, httpStatus, inspect, runDemo, type DemoContainer } from '../helpers/docker';

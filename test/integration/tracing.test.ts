@@ -10,7 +10,7 @@ import { Writable } from 'node:stream';
 import type { Client } from '@temporalio/client';
 import { createLogger } from '../../src/config/logger';
 import { CLI_SERVICE_NAME, createTracing, WORKER_SERVICE_NAME, type Tracing } from '../../src/observability/tracing';
-import { startRunbook } from '../../src/starters/runbooks';
+import { startRunbook } from '../../src/runbooks/registry';
 import { connectClient } from '../../src/workers/clients';
 import type { RestartReport } from '../../src/workflows/restart-service';
 import { httpStatus, runDemo, type DemoContainer } from '../helpers/docker';

@@ -20,7 +20,7 @@ import { pgPaths } from '../../src/activities/pg-instances';
 import { DEFAULT_ALERTING, parseAlerting } from '../../src/config/alerting';
 import { BACKUP_RPO_WARNING_RATIO } from '../../src/config/defaults';
 import type { DatabaseRef } from '../../src/schemas/database';
-import { startRunbook } from '../../src/starters/runbooks';
+import { startRunbook } from '../../src/runbooks/registry';
 import type { AlertGroupState } from '../../src/workflows/alert-group';
 import type { BackupDatabaseResult } from '../../src/workflows/backup-database';
 import { backupAlertKey } from '../../src/workflows/verify-backups';

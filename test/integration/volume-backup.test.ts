@@ -16,7 +16,7 @@ import { ActivityFailure, ApplicationFailure } from '@temporalio/common';
 import { BackupStore } from '../../src/activities/backup';
 import { demuxDockerLog } from '../../src/activities/docker';
 import { pgPaths } from '../../src/activities/pg-instances';
-import { startRunbook } from '../../src/starters/runbooks';
+import { startRunbook } from '../../src/runbooks/registry';
 import type { BackupVolumeInput, RestoreVolumeInput } from '../../src/schemas/volume';
 import type { BackupVolumeResult } from '../../src/workflows/backup-volume';
 import type { RestoreVolumeResult } from '../../src/workflows/restore-volume';

@@ -13,7 +13,7 @@ import { WorkflowFailedError, type Client } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { BackupStore } from '../../src/activities/backup';
 import { pgPaths } from '../../src/activities/pg-instances';
-import { startRunbook } from '../../src/starters/runbooks';
+import { startRunbook } from '../../src/runbooks/registry';
 import type { RecoveryDrillInput } from '../../src/schemas/recovery-drill';
 import type { DrillReport } from '../../src/workflows/recovery-drill';
 import { docker } from '../helpers/docker';

@@ -69,7 +69,8 @@ test('schemas: seed defaults and named fields', () => {
 });
 
 test('config/backups.json: physical hourly, logical daily, verify every 15 min, inputs valid', async () => {
-  const { backupScheduleOptions, DEFAULT_BACKUPS_FILE, loadBackups } = await import('../../src/starters/schedules');
+  const { backupScheduleOptions } = await import('../../src/starters/schedules');
+  const { DEFAULT_BACKUPS_FILE, loadBackups } = await import('../../src/runbooks/config-files');
   const backups = loadBackups(DEFAULT_BACKUPS_FILE);
   assert.equal(backups[0]!.database.id, 'main');
   const opts = backupScheduleOptions(backups[0]!, 'q');
@@ -79,7 +80,8 @@ test('config/backups.json: physical hourly, logical daily, verify every 15 min, 
 });
 
 test('config/backups.json volumes: each a backupVolume input, backed up daily; bad entries named', async () => {
-  const { loadVolumeBackups, volumeBackupScheduleOptions, DEFAULT_BACKUPS_FILE } = await import('../../src/starters/schedules');
+  const { volumeBackupScheduleOptions } = await import('../../src/starters/schedules');
+  const { loadVolumeBackups, DEFAULT_BACKUPS_FILE } = await import('../../src/runbooks/config-files');
   assert.deepEqual(loadVolumeBackups(DEFAULT_BACKUPS_FILE), []);
   const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
   const { tmpdir } = await import('node:os');

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { parseAlerting } from '../../src/config/alerting';
-import { isRunbook, RUNBOOKS, validateInput } from '../../src/starters/runbooks';
+import { isRunbook, RUNBOOKS, validateInput } from '../../src/runbooks/registry';
 
 const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
 const examples = [...readme.matchAll(/<!-- input: (\w+) -->\s*```json\n([\s\S]*?)```/g)].map((m) => ({ runbook: m[1]!, json: m[2]! }));

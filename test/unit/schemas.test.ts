@@ -5,7 +5,7 @@ import * as seed from '../../src/config/defaults';
 import { INVALID_INPUT, parseInput } from '../../src/schemas/common';
 import { restartServiceInputSchema } from '../../src/schemas/restart-service';
 import { superviseServiceInputSchema } from '../../src/schemas/supervise-service';
-import { InvalidInputError, validateInput } from '../../src/starters/runbooks';
+import { InvalidInputError, validateInput } from '../../src/runbooks/registry';
 import { ConfigError, loadConfig } from '../../src/config/env';
 
 const ok = { service: 'web', healthUrl: 'http://127.0.0.1:8081/health' };
