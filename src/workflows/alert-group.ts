@@ -4,7 +4,9 @@
  * (group wait, group interval, repeat interval): a changed alert (another severity or summary) is
  * notified a group interval after the last notification; the same alert raised again (a scheduled
  * check that keeps failing) only at the repeat interval, with the count of raises since. A
- * `resolve` sends a resolved notification and ends the group; the next raise starts a new one.
+ * `resolve` sends a resolved notification and ends the group; the next raise starts a new one. A
+ * raise that comes after the resolve, even while the resolved notice is still being sent (a
+ * flapping service), starts that new cycle right after it (continue-as-new with a fresh group).
  */
 import { condition, continueAsNew, defineQuery, defineSignal, executeChild, patched, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
@@ -25,6 +27,8 @@ export interface AlertGroupState {
   /** What the last notification said (a raise that differs is a change, not a repeat). */
   notified?: { severity: Alert['severity']; summary: string };
   resolved: boolean;
+  /** Raises after the resolve (the service is failing again): the next cycle, started once the resolve is sent. */
+  next?: { alert: Alert; raises: number };
   last?: { notification: string; status: string; channel?: string; deadLettered: boolean; failures: DeliverAlertResult['failures'] };
 }
 
@@ -37,11 +41,18 @@ const { alertRoute } = proxyActivities<Activities>({ startToCloseTimeout: '30s',
 export async function alertGroup(input: { dedupKey: string }, carried?: AlertGroupState): Promise<AlertGroupState> {
   const state: AlertGroupState = carried ?? { dedupKey: input.dedupKey, firstAt: now(), pending: 0, total: 0, seq: 0, resolved: false };
   setHandler(raiseSignal, ({ alert }) => {
+    if (state.resolved) {
+      // After the resolve: not part of this group (its resolve goes out as it is), the next one's.
+      state.next = { alert, raises: (state.next?.raises ?? 0) + 1 };
+      return;
+    }
     state.alert = alert;
     state.pending += 1;
     state.total += 1;
   });
   setHandler(resolveSignal, () => {
+    // Resolved again before the next cycle began: nothing to tell about it.
+    if (state.resolved) state.next = undefined;
     state.resolved = true;
   });
   setHandler(alertGroupStatusQuery, () => state);
@@ -77,17 +88,27 @@ export async function alertGroup(input: { dedupKey: string }, carried?: AlertGro
     });
   };
 
+  /** The group is over: done, unless raises came after the resolve; then a fresh group notifies them. */
+  const end = async (): Promise<AlertGroupState> => {
+    const next = state.next;
+    // Histories from before dropped such raises.
+    if (next && patched('alert-raise-after-resolve-starts-new-group')) {
+      return continueAsNew<typeof alertGroup>(input, { dedupKey: state.dedupKey, alert: next.alert, firstAt: now(), pending: next.raises, total: next.raises, seq: 0, resolved: false });
+    }
+    return state;
+  };
+
   if (state.seq === 0) {
     // Group wait: gather the first burst; resolved before anyone was told means nothing to say.
     await condition(() => state.resolved, grouping.groupWaitMs);
-    if (state.resolved || state.alert === undefined) return state;
+    if (state.resolved || state.alert === undefined) return end();
     await notify('firing');
   }
 
   for (;;) {
     if (state.resolved) {
       await notify('resolved');
-      return state;
+      return end();
     }
     if (workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > 1_000) {
       return continueAsNew<typeof alertGroup>(input, state);
