@@ -15,6 +15,9 @@ import {
   defineSignal,
   defineUpdate,
   executeChild,
+  isCancellation,
+  log,
+  patched,
   proxyActivities,
   setHandler,
   workflowInfo,
@@ -100,7 +103,14 @@ export async function deadLetters(_input: Record<string, never> = {}, carried?: 
   for (;;) {
     if (depthReported !== state.entries.length) {
       depthReported = state.entries.length;
-      await recordDeadLetterDepth({ depth: depthReported });
+      try {
+        await recordDeadLetterDepth({ depth: depthReported });
+      } catch (err) {
+        // A metric is never worth the dead letters themselves: log it and carry on (histories
+        // from before this failed the workflow here).
+        if (isCancellation(err) || !patched('dead-letters-metric-failure-logged')) throw err;
+        log.warn('dead-letter depth metric not recorded', { depth: depthReported, error: rootMessage(err) });
+      }
     }
     const info = workflowInfo();
     if ((info.continueAsNewSuggested || info.historyLength > 2_000) && state.requests.length === 0) {
