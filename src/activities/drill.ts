@@ -171,11 +171,22 @@ export function newestHeartbeatIn(text: string, before: number): { newest?: numb
 }
 
 /**
- * A drill's fault, once: the one recorded in the drill's folder under `<drillsDir>`, or do it now
- * and record it, so a retry after a crash does not fault twice (or move the fault time).
+ * Which drill run a fault belongs to: the drill's workflow id and its run (the workflow's runId).
+ * A drill run again under the same workflow id, or reset, is a new run and faults again; the
+ * record without `runKey` (drills started before runs had keys) is one per workflow id.
  */
-export async function onceFaultIn(drillsDir: string, drillId: string, key: string, run: () => Promise<{ at: number; detail: string }>): Promise<FaultRecord> {
-  const file = path.join(drillsDir, sanitiseId(drillId), `fault-${key}.json`);
+export interface DrillRunRef {
+  drillId: string;
+  runKey?: string;
+}
+
+/**
+ * A drill run's fault, once: the one recorded in the drill's folder under `<drillsDir>` for this
+ * run, or do it now and record it, so a retry after a crash does not fault twice (or move the
+ * fault time), while another run of the same drill id does the fault for real.
+ */
+export async function onceFaultIn(drillsDir: string, drill: DrillRunRef, key: string, run: () => Promise<{ at: number; detail: string }>): Promise<FaultRecord> {
+  const file = path.join(drillsDir, sanitiseId(drill.drillId), drill.runKey ? `fault-${key}.${sanitiseId(drill.runKey)}.json` : `fault-${key}.json`);
   if (existsSync(file)) {
     const prev = JSON.parse(await readFile(file, 'utf8')) as FaultRecord;
     if (prev.at > 0) return { ...prev, alreadyDone: true };
@@ -248,7 +259,7 @@ export function createDrillActivities({ docker, log, env = process.env }: DrillD
   };
   const drillDir = (drillId: string) => path.join(drillsDir, sanitiseId(drillId));
 
-  const onceFault = (drillId: string, key: string, run: () => Promise<{ at: number; detail: string }>) => onceFaultIn(drillsDir, drillId, key, run);
+  const onceFault = (drill: DrillRunRef, key: string, run: () => Promise<{ at: number; detail: string }>) => onceFaultIn(drillsDir, drill, key, run);
 
   async function tableStats(c: pg.Client, table: string): Promise<TableStat> {
     const t = quoteIdent(table);
@@ -330,9 +341,9 @@ export function createDrillActivities({ docker, log, env = process.env }: DrillD
       }
     },
 
-    /** Fault: SIGKILL the container's main process (through the engine), once per drill. */
-    async drillKillContainer(input: { drillId: string; service: string }): Promise<FaultRecord> {
-      return onceFault(input.drillId, 'kill-container', async () => {
+    /** Fault: SIGKILL the container's main process (through the engine), once per drill run. */
+    async drillKillContainer(input: DrillRunRef & { service: string }): Promise<FaultRecord> {
+      return onceFault(input, 'kill-container', async () => {
         const c = docker.getContainer(input.service);
         const info = await c.inspect().catch((err: unknown) => {
           if (isStatus(err, 404)) throw ApplicationFailure.nonRetryable(`service: no container named "${input.service}"`, 'ServiceNotFound');
@@ -519,9 +530,9 @@ export function createDrillActivities({ docker, log, env = process.env }: DrillD
     },
 
     /** Fault: DROP TABLE on a drill copy, once; `at` is the server's clock just before the drop (the PITR target). */
-    async drillDropTable(input: { drillId: string; db: DrillDb; table: string; approvedBy?: string }): Promise<FaultRecord> {
+    async drillDropTable(input: DrillRunRef & { db: DrillDb; table: string; approvedBy?: string }): Promise<FaultRecord> {
       refuseMain(input.db, `drop table ${input.table}`, input.approvedBy);
-      return onceFault(input.drillId, 'drop-table', () =>
+      return onceFault(input, 'drop-table', () =>
         withDb(input.db, async (c) => {
           const r = await c.query<{ at: Date }>('SELECT clock_timestamp() AS at');
           await c.query(`DROP TABLE IF EXISTS ${quoteIdent(input.table)}`);
@@ -537,11 +548,11 @@ export function createDrillActivities({ docker, log, env = process.env }: DrillD
      * down as in a crash (pg_ctl stop -m immediate: no shutdown checkpoint, no last WAL switch, so
      * what was not archived yet is lost, as on a real disk loss), then the folder is deleted.
      */
-    async drillDeleteDataFolder(input: { drillId: string; instanceId: string; dataDir: string }): Promise<FaultRecord> {
+    async drillDeleteDataFolder(input: DrillRunRef & { instanceId: string; dataDir: string }): Promise<FaultRecord> {
       if (!input.instanceId.startsWith('drill-') || !input.dataDir.includes(input.instanceId)) {
         throw ApplicationFailure.nonRetryable(`refusing to delete ${input.dataDir}: not the data folder of drill copy ${input.instanceId}`, 'NotADrillCopy');
       }
-      return onceFault(input.drillId, 'delete-data-folder', async () => {
+      return onceFault(input, 'delete-data-folder', async () => {
         const at = Date.now();
         let crashed = false;
         if (existsSync(path.join(input.dataDir, 'postmaster.pid'))) {
@@ -555,11 +566,11 @@ export function createDrillActivities({ docker, log, env = process.env }: DrillD
     },
 
     /** Fault on a backup: flip bytes in the middle of the largest file of a drill copy's backup, once. */
-    async drillCorruptBackup(input: { drillId: string; manifestPath: string; approvedBy?: string }): Promise<FaultRecord> {
+    async drillCorruptBackup(input: DrillRunRef & { manifestPath: string; approvedBy?: string }): Promise<FaultRecord> {
       const rel = path.relative(backupDir, input.manifestPath);
       const mainOk = rel.startsWith(`main${path.sep}physical${path.sep}`) && !!input.approvedBy?.trim();
       if (rel.startsWith('..') || !(rel.startsWith('drill-') || mainOk)) throw ApplicationFailure.nonRetryable(`refusing to corrupt ${input.manifestPath}: not a drill copy's backup`, 'NotADrillCopy');
-      return onceFault(input.drillId, 'corrupt-backup', async () => {
+      return onceFault(input, 'corrupt-backup', async () => {
         const manifest = JSON.parse(await readFile(input.manifestPath, 'utf8')) as { files: Array<{ path: string; bytes: number }> };
         const biggest = [...manifest.files].sort((a, b) => b.bytes - a.bytes)[0];
         if (!biggest) throw ApplicationFailure.nonRetryable(`${input.manifestPath} lists no files`, 'InvalidInput');
@@ -705,10 +716,10 @@ export function createDrillActivities({ docker, log, env = process.env }: DrillD
     },
 
     /** Fault: delete the content of the drill's volume (rm -rf inside its drill container), once. */
-    async drillDeleteVolumeData(input: { drillId: string; service: string; dataPath: string }): Promise<FaultRecord> {
+    async drillDeleteVolumeData(input: DrillRunRef & { service: string; dataPath: string }): Promise<FaultRecord> {
       const info = await docker.getContainer(input.service).inspect();
       if (info.Config.Labels?.[DRILL_LABEL] !== 'true') throw ApplicationFailure.nonRetryable(`refusing to delete data in ${input.service}: not a drill container`, 'NotADrillCopy');
-      return onceFault(input.drillId, 'delete-volume-data', async () => {
+      return onceFault(input, 'delete-volume-data', async () => {
         const at = Date.now();
         const r = await execIn(input.service, ['sh', '-c', 'find "$1" -mindepth 1 -maxdepth 1 -exec rm -rf {} +', 'fault', input.dataPath]);
         if (r.code !== 0) throw new Error(`rm -rf in ${input.service}:${input.dataPath} exited with ${r.code}: ${r.stderr.trim()}`);

@@ -17,7 +17,7 @@ import pg from 'pg';
 import type { Logger } from 'pino';
 import { loadConfig } from '../config/env';
 import type { DatabaseRef } from '../schemas/database';
-import { onceFaultIn } from './drill';
+import { onceFaultIn, type DrillRunRef } from './drill';
 import { chownOwned, mkdirOwned, pgEnv, pgPaths, PgInstances, run, withAdminClient } from './pg-instances';
 
 const PG_MAIN_SCRIPT = fileURLToPath(new URL('../stack/pg-main.sh', import.meta.url));
@@ -28,8 +28,7 @@ export interface MainClusterDeps {
 }
 
 /** Who approved touching the user's data (from the drill's input); required by every call that changes main. */
-export interface UserDataApproval {
-  drillId: string;
+export interface UserDataApproval extends DrillRunRef {
   approvedBy: string;
 }
 
@@ -56,9 +55,9 @@ export function createMainClusterActivities(deps: MainClusterDeps = {}) {
     deps.log?.warn({ drillId: a.drillId, approvedBy: a.approvedBy }, `drill on the user's own data: ${what}`);
   }
 
-  /** Once per drill (recorded in the drill's folder, like its other faults): a retry after a crash does not fault twice. */
-  const once = async (drillId: string, key: string, act: () => Promise<string>): Promise<{ at: number; detail: string; alreadyDone: boolean }> => {
-    const { at, detail, alreadyDone } = await onceFaultIn(path.join(loadConfig(env).DURABLE_OPS_DATA, 'drills'), drillId, `main-${key}`, async () => {
+  /** Once per drill run (recorded in the drill's folder, like its other faults): a retry after a crash does not fault twice. */
+  const once = async (drill: DrillRunRef, key: string, act: () => Promise<string>): Promise<{ at: number; detail: string; alreadyDone: boolean }> => {
+    const { at, detail, alreadyDone } = await onceFaultIn(path.join(loadConfig(env).DURABLE_OPS_DATA, 'drills'), drill, `main-${key}`, async () => {
       const startedAt = Date.now();
       return { at: startedAt, detail: await act() };
     });
@@ -77,19 +76,19 @@ export function createMainClusterActivities(deps: MainClusterDeps = {}) {
       return status();
     },
 
-    /** Fault: fast shutdown of main (its recorded postmaster), once per drill. */
+    /** Fault: fast shutdown of main (its recorded postmaster), once per drill run. */
     async stopMainCluster(input: UserDataApproval): Promise<{ at: number; detail: string; alreadyDone: boolean }> {
       approved(input, 'stop PostgreSQL');
-      return once(input.drillId, 'stop', async () => {
+      return once(input, 'stop', async () => {
         await script(['stop'], 'stop');
         return "stopped main (fast shutdown of the stack's postmaster)";
       });
     },
 
-    /** Fault: main's data folder is lost (immediate shutdown as in a crash, then the folder deleted), once per drill. */
+    /** Fault: main's data folder is lost (immediate shutdown as in a crash, then the folder deleted), once per drill run. */
     async deleteMainDataFolder(input: UserDataApproval): Promise<{ at: number; detail: string; alreadyDone: boolean }> {
       approved(input, 'delete the data folder');
-      return once(input.drillId, 'delete-data-folder', async () => {
+      return once(input, 'delete-data-folder', async () => {
         await script(['crash-delete'], 'crash-delete');
         return "crashed main (immediate shutdown) and deleted its data folder";
       });

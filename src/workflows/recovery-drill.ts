@@ -17,13 +17,14 @@ import {
   defineQuery,
   executeChild,
   isCancellation,
+  patched,
   proxyActivities,
   setHandler,
   sleep,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import type { DrillReportFile, FaultRecord, TableStat } from '../activities/drill';
+import type { DrillReportFile, DrillRunRef, FaultRecord, TableStat } from '../activities/drill';
 import type { DatabaseRef } from '../schemas/database';
 import { drillSubject, recoveryDrillInputSchema, type RecoveryDrillParams } from '../schemas/recovery-drill';
 import type { backupDatabase, BackupDatabaseResult } from './backup-database';
@@ -79,6 +80,8 @@ class Drill {
   constructor(
     readonly input: RecoveryDrillParams,
     readonly drillId: string,
+    /** This run (the workflow's runId): its faults and children are its own, so a re-run or a reset faults again. Unset in histories from before. */
+    readonly runKey?: string,
   ) {
     const t = now();
     this.report = {
@@ -97,6 +100,16 @@ class Drill {
       rollbacks: [],
       ...(input.note ? { note: input.note } : {}),
     };
+  }
+
+  /** What a fault activity is recorded under (once per run, see onceFaultIn). */
+  get run(): DrillRunRef {
+    return this.runKey ? { drillId: this.drillId, runKey: this.runKey } : { drillId: this.drillId };
+  }
+
+  /** A child workflow's id: `<drillId>/<runId>/<name>` (older histories: `<drillId>/<name>`). */
+  childId(name: string): string {
+    return this.runKey ? `${this.drillId}/${this.runKey}/${name}` : `${this.drillId}/${name}`;
   }
 
   phase(p: DrillPhase): void {
@@ -161,7 +174,7 @@ async function killContainerDrill(d: Drill, input: Extract<RecoveryDrillParams, 
   d.mark('steady state ok');
 
   d.phase('fault');
-  const fault = await quick.drillKillContainer({ drillId: d.drillId, service: t.service });
+  const fault = await quick.drillKillContainer({ ...d.run, service: t.service });
   d.mark('fault injected', fault.detail);
   d.step('fault: SIGKILL the container', true, fault.detail);
 
@@ -172,7 +185,7 @@ async function killContainerDrill(d: Drill, input: Extract<RecoveryDrillParams, 
 
   d.phase('recovering');
   d.mark('recovery started', 'restartService (child)');
-  const childId = `${d.drillId}/recovery`;
+  const childId = d.childId('recovery');
   const restart = await executeChild<typeof restartService>('restartService', {
     workflowId: childId,
     args: [{ service: t.service, reason: `recovery drill ${d.drillId}`, healthUrl, healthTimeoutMs: t.healthTimeoutMs, stopTimeoutSec: t.stopTimeoutSec }],
@@ -249,7 +262,7 @@ async function takeBackups(d: Drill, input: DatabaseDrillParams, db: DatabaseRef
   const count = input.scenario === 'corrupt-backup' ? 2 : 1;
   for (let i = 1; i <= count; i += 1) {
     if (i > 1) await sleep(input.heartbeatIntervalMs * 5); // a few heartbeats between the two backups
-    const b = await executeChild<typeof backupDatabase>('backupDatabase', { workflowId: `${d.drillId}/backup-${i}`, args: [{ database: db, kind: 'physical', ...(keep ? { keep } : {}) }] });
+    const b = await executeChild<typeof backupDatabase>('backupDatabase', { workflowId: d.childId(`backup-${i}`), args: [{ database: db, kind: 'physical', ...(keep ? { keep } : {}) }] });
     backups.push(b);
     d.step(`physical backup ${i}${db.id === 'main' ? ' of main' : ''}`, true, `${b.backupId} (${b.sizeBytes} bytes, consistent until ${b.consistentUntil})`);
   }
@@ -291,7 +304,7 @@ async function restoreChild(d: Drill, input: DatabaseDrillParams, source: Databa
   });
   const pointInTime = input.scenario === 'drop-table' ? new Date(fault.at).toISOString() : 'latest';
   d.mark('recovery started', `restoreDatabase (child), point in time ${pointInTime}`);
-  const childId = `${d.drillId}/recovery`;
+  const childId = d.childId('recovery');
   const restored = await executeChild<typeof restoreDatabase>('restoreDatabase', { workflowId: childId, args: [{ source, kind: 'physical', pointInTime, instanceId: restoredId }] });
   d.report.recovery = { workflowType: 'restoreDatabase', workflowId: childId, backupId: restored.backupId, skipped: restored.skipped, recoveryTarget: restored.recoveryTarget, restoredAt: restored.restoredAt, instance: restored.instance.id };
   d.mark('data restored', `backup ${restored.backupId} -> ${restored.instance.id} (${restored.recoveryTarget})`);
@@ -321,7 +334,7 @@ async function restoreChild(d: Drill, input: DatabaseDrillParams, source: Databa
 async function mainClusterDrill(d: Drill, input: DatabaseDrillParams): Promise<void> {
   const t = input.target;
   const approvedBy = input.approval!.by;
-  const approval = { drillId: d.drillId, approvedBy };
+  const approval = { ...d.run, approvedBy };
   const restoredId = `drill-${shortHash(`${d.drillId}/${workflowInfo().runId}`)}-main-r`;
 
   d.phase('setup');
@@ -341,7 +354,7 @@ async function mainClusterDrill(d: Drill, input: DatabaseDrillParams): Promise<v
   d.phase('fault');
   let fault: FaultRecord;
   if (input.scenario === 'drop-table') {
-    fault = await quick.drillDropTable({ drillId: d.drillId, db: main, table: t.dropTable, approvedBy });
+    fault = await quick.drillDropTable({ ...d.run, db: main, table: t.dropTable, approvedBy });
   } else if (input.scenario === 'stop-postgres') {
     const f = await long.stopMainCluster(approval);
     fault = { kind: 'stop-postgres', ...f };
@@ -349,7 +362,7 @@ async function mainClusterDrill(d: Drill, input: DatabaseDrillParams): Promise<v
     if (input.scenario === 'corrupt-backup') {
       const newest = backups.at(-1)!;
       d.onRollback(`remove the corrupted backup ${newest.backupId} of main`, async () => ((await quick.drillRemoveBackup({ manifestPath: newest.manifestPath, approvedBy })) ? 'removed' : 'absent'));
-      const c = await quick.drillCorruptBackup({ drillId: d.drillId, manifestPath: newest.manifestPath, approvedBy });
+      const c = await quick.drillCorruptBackup({ ...d.run, manifestPath: newest.manifestPath, approvedBy });
       d.step('corrupt the newest backup', true, `${newest.backupId}: ${c.detail}`);
     }
     const f = await long.deleteMainDataFolder(approval);
@@ -361,7 +374,7 @@ async function mainClusterDrill(d: Drill, input: DatabaseDrillParams): Promise<v
   let rpoDb: DatabaseRef = main;
   if (input.scenario === 'stop-postgres') {
     d.mark('recovery started', 'startDatabase main (child)');
-    const childId = `${d.drillId}/recovery`;
+    const childId = d.childId('recovery');
     const started = await executeChild<typeof startDatabase>('startDatabase', { workflowId: childId, args: [{ instanceId: 'main' }] });
     d.report.recovery = { workflowType: 'startDatabase', workflowId: childId, durationMs: started.durationMs };
     d.mark('data restored', 'same data folder, started by the stack');
@@ -382,7 +395,7 @@ async function mainClusterDrill(d: Drill, input: DatabaseDrillParams): Promise<v
 
   if (input.scenario === 'delete-data-folder' || input.scenario === 'corrupt-backup') {
     // main is on a new timeline: a base backup on it right away (not part of the RTO).
-    const b = await executeChild<typeof backupDatabase>('backupDatabase', { workflowId: `${d.drillId}/backup-after`, args: [{ database: main, kind: 'physical' }] });
+    const b = await executeChild<typeof backupDatabase>('backupDatabase', { workflowId: d.childId('backup-after'), args: [{ database: main, kind: 'physical' }] });
     d.step('base backup of the recovered main', true, `${b.backupId} (consistent until ${b.consistentUntil})`);
   }
 }
@@ -414,11 +427,11 @@ async function databaseDrill(d: Drill, input: DatabaseDrillParams): Promise<void
   d.phase('fault');
   let fault: FaultRecord;
   if (input.scenario === 'drop-table') {
-    fault = await quick.drillDropTable({ drillId: d.drillId, db: src, table: t.dropTable });
+    fault = await quick.drillDropTable({ ...d.run, db: src, table: t.dropTable });
   } else {
     if (input.scenario === 'corrupt-backup') {
       const newest = backups.at(-1)!;
-      const c = await quick.drillCorruptBackup({ drillId: d.drillId, manifestPath: newest.manifestPath });
+      const c = await quick.drillCorruptBackup({ ...d.run, manifestPath: newest.manifestPath });
       d.step('corrupt the newest backup', true, `${newest.backupId}: ${c.detail}`);
     }
     if (input.scenario === 'stop-postgres') {
@@ -428,7 +441,7 @@ async function databaseDrill(d: Drill, input: DatabaseDrillParams): Promise<void
     } else {
       // The data folder is lost under the running server (a crash: what is not archived yet is lost).
       const dataDir = await quick.instanceDataDir(srcId);
-      fault = await long.drillDeleteDataFolder({ drillId: d.drillId, instanceId: srcId, dataDir });
+      fault = await long.drillDeleteDataFolder({ ...d.run, instanceId: srcId, dataDir });
     }
   }
   const faultMark = await faultAndDetect(d, input, src, fault, input.scenario);
@@ -437,7 +450,7 @@ async function databaseDrill(d: Drill, input: DatabaseDrillParams): Promise<void
   let target: DatabaseRef = src;
   if (input.scenario === 'stop-postgres') {
     d.mark('recovery started', 'startDatabase (child)');
-    const childId = `${d.drillId}/recovery`;
+    const childId = d.childId('recovery');
     const started = await executeChild<typeof startDatabase>('startDatabase', { workflowId: childId, args: [{ instanceId: srcId }] });
     target = started.instance;
     d.report.recovery = { workflowType: 'startDatabase', workflowId: childId, durationMs: started.durationMs };
@@ -475,7 +488,7 @@ async function volumeDrill(d: Drill, input: Extract<RecoveryDrillParams, { scena
   const seeded = await quick.drillSeedVolume({ service: t.service, dataPath, files: t.files });
   d.step(`seed ${t.files} files`, seeded.files.length === t.files, `${seeded.files.length} files under ${dataPath}/items (digest ${seeded.digest.slice(0, 12)}...)`);
 
-  const backup = await executeChild<typeof backupVolume>('backupVolume', { workflowId: `${d.drillId}/backup`, args: [{ volume: t.volume, keep: 5, quiesce: { service: t.service } }] });
+  const backup = await executeChild<typeof backupVolume>('backupVolume', { workflowId: d.childId('backup'), args: [{ volume: t.volume, keep: 5, quiesce: { service: t.service } }] });
   d.step('volume backup (backupVolume, container paused)', true, `${backup.backupId} (${backup.sizeBytes} bytes, consistent until ${backup.consistentUntil})`);
 
   d.phase('steady-state-before');
@@ -485,7 +498,7 @@ async function volumeDrill(d: Drill, input: Extract<RecoveryDrillParams, { scena
   d.mark('steady state ok');
 
   d.phase('fault');
-  const fault = await quick.drillDeleteVolumeData({ drillId: d.drillId, service: t.service, dataPath });
+  const fault = await quick.drillDeleteVolumeData({ ...d.run, service: t.service, dataPath });
   const faultMark = d.mark('fault injected', fault.detail);
   d.report.rpo.faultAt = fault.at;
   d.step('fault: delete the volume content', true, fault.detail);
@@ -496,7 +509,7 @@ async function volumeDrill(d: Drill, input: Extract<RecoveryDrillParams, { scena
   d.step('detect: data probe fails', det.detected, det.error);
 
   d.phase('recovering');
-  const childId = `${d.drillId}/recovery`;
+  const childId = d.childId('recovery');
   d.mark('recovery started', 'restoreVolume (child)');
   const restored = await executeChild<typeof restoreVolume>('restoreVolume', {
     workflowId: childId,
@@ -529,7 +542,8 @@ async function volumeDrill(d: Drill, input: Extract<RecoveryDrillParams, { scena
 
 export async function recoveryDrill(rawInput: unknown): Promise<DrillReport> {
   const input = beginRunbook(RUNBOOK, recoveryDrillInputSchema, rawInput, drillSubject);
-  const d = new Drill(input, workflowInfo().workflowId);
+  // Faults and children keyed by the run: a drill re-run under the same id, or reset, faults for real.
+  const d = new Drill(input, workflowInfo().workflowId, patched('drill-keyed-by-run') ? workflowInfo().runId : undefined);
   const report = d.report;
   setHandler(drillStatusQuery, () => report);
   d.phase('setup');
