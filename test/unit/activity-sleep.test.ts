@@ -30,7 +30,7 @@ test('a cancelled polling activity stops at once (waitRoleSessionsGone: a sessio
   const env = new MockActivityEnvironment();
   const t0 = Date.now();
   const running = env.run(acts.waitRoleSessionsGone, { role: 'app_v1', graceMs: 20_000 });
-  setTimeout(() => env.cancel('test'), 300);
+  setTimeout(() => env.cancel('CANCELLED'), 300);
   const outcome = await Promise.race([running.then(() => 'returned', (err: unknown) => err), new Promise((r) => setTimeout(() => r('still polling'), 3_000))]);
   assert.ok(outcome instanceof CancelledFailure, `expected a CancelledFailure within 3 s of the cancel, got ${String(outcome)}`);
   assert.ok(Date.now() - t0 < 3_000);
