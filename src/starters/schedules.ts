@@ -42,7 +42,8 @@ export function scheduleOptions(r: RotateCredentialParams, taskQueue: string): S
       workflowType: 'rotateCredential',
       workflowId: `rotate/${r.credentialId}/scheduled`,
       taskQueue,
-      args: [r],
+      // Unattended: a credential busy with another change is waited for, not skipped.
+      args: [{ ...r, waitForLease: true }],
       typedSearchAttributes: [
         { key: SERVICE_ATTR, value: r.credentialId },
         { key: RUNBOOK_ATTR, value: 'rotateCredential' },
@@ -237,7 +238,8 @@ export function volumeBackupScheduleOptions(v: BackupVolumeParams, taskQueue: st
       workflowType: 'backupVolume',
       workflowId: `${scheduleId}/scheduled`,
       taskQueue,
-      args: [v],
+      // Unattended: a quiesce target busy with another change is waited for, not skipped.
+      args: [{ ...v, waitForLease: true }],
       typedSearchAttributes: [
         { key: SERVICE_ATTR, value: `volume/${v.volume}` },
         { key: RUNBOOK_ATTR, value: 'backupVolume' },

@@ -15,6 +15,7 @@ import type { Activities } from '../activities';
 import { backupVolumeInputSchema } from '../schemas/volume';
 import { backupIdFor } from './backup-database';
 import { beginRunbook, showDetails } from './shared/runbook';
+import { holdingLease } from './shared/harness';
 
 export const RUNBOOK = 'backupVolume';
 
@@ -59,17 +60,21 @@ export async function backupVolume(rawInput: unknown): Promise<BackupVolumeResul
   const mount = service ? await quick.checkVolumeMount({ service, volume: input.volume, field: 'quiesce.service' }) : undefined;
   const pausing = service !== undefined && mount !== undefined && !mount.paused ? service : undefined;
 
-  let done: Awaited<ReturnType<Activities['backupVolume']>>;
-  try {
-    if (pausing) {
-      const p = await quick.pauseContainer(pausing);
-      showDetails(`backup of volume ${input.volume}: running`, { backup: backupId, keep: input.keep, quiesce: `${pausing}: ${p.detail}` });
+  // Pausing the service is a change: it holds the service's lease (the supervisor does not restart a paused container meanwhile).
+  type Done = Awaited<ReturnType<Activities['backupVolume']>>;
+  const tarIt = async (): Promise<Done> => {
+    try {
+      if (pausing) {
+        const p = await quick.pauseContainer(pausing);
+        showDetails(`backup of volume ${input.volume}: running`, { backup: backupId, keep: input.keep, quiesce: `${pausing}: ${p.detail}` });
+      }
+      return await tar.backupVolume({ volume: input.volume, backupId });
+    } finally {
+      // Always, even when the pause or the tar failed or the run is cancelled (unpause is idempotent).
+      if (pausing) await CancellationScope.nonCancellable(() => quick.unpauseContainer(pausing));
     }
-    done = await tar.backupVolume({ volume: input.volume, backupId });
-  } finally {
-    // Always, even when the pause or the tar failed or the run is cancelled (unpause is idempotent).
-    if (pausing) await CancellationScope.nonCancellable(() => quick.unpauseContainer(pausing));
-  }
+  };
+  const done = pausing ? await holdingLease({ service: pausing, runbook: RUNBOOK, waitForLease: input.waitForLease, leaseWaitTimeoutMs: input.leaseWaitTimeoutMs }, tarIt) : await tarIt();
   const retention = await local.applyVolumeRetention({ volume: input.volume, keep: input.keep, current: backupId });
 
   const result: BackupVolumeResult = {

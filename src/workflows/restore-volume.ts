@@ -11,13 +11,14 @@
  * down. Every step is idempotent (stop/start 304, the volume emptied and refilled on each try),
  * so a retry after a worker crash simply finishes the same restore.
  */
-import { ApplicationFailure, CancellationScope, defineQuery, proxyActivities, proxyLocalActivities, setHandler } from '@temporalio/workflow';
+import { ApplicationFailure, defineQuery, proxyActivities, proxyLocalActivities, setHandler } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import * as seed from '../config/defaults';
 import { restoreVolumeInputSchema } from '../schemas/volume';
 import { now } from './shared/deterministic';
 import { activityFailedWith, rootMessage } from './shared/errors';
 import { beginRunbook, iso, showDetails } from './shared/runbook';
+import { holdingLease } from './shared/harness';
 import { Saga } from './shared/saga';
 
 export const RUNBOOK = 'restoreVolume';
@@ -95,88 +96,92 @@ export async function restoreVolume(rawInput: unknown): Promise<RestoreVolumeRes
   // Bad input that only the engine can judge (no such container, or it does not use the volume): nothing touched.
   if (input.service) await quick.checkVolumeMount({ service: input.service, volume: target, field: 'service' });
 
-  const all = await local.listVolumeBackups({ volume: input.volume });
-  const candidates = input.backupId ? all.filter((m) => m.backupId === input.backupId) : all;
-  if (candidates.length === 0) {
-    throw ApplicationFailure.create({ type: 'NoUsableBackup', nonRetryable: true, message: input.backupId ? `backupId: no backup ${input.backupId} of volume ${input.volume}` : `no backup of volume ${input.volume}` });
-  }
+  // The restore stops and starts the service: it holds the service's lease (or the volume's, with no service).
+  const leaseKey = input.service ?? `volume/${target}`;
+  return holdingLease({ service: leaseKey, runbook: RUNBOOK, waitForLease: input.waitForLease, leaseWaitTimeoutMs: input.leaseWaitTimeoutMs }, async () => {
+    const all = await local.listVolumeBackups({ volume: input.volume });
+    const candidates = input.backupId ? all.filter((m) => m.backupId === input.backupId) : all;
+    if (candidates.length === 0) {
+      throw ApplicationFailure.create({ type: 'NoUsableBackup', nonRetryable: true, message: input.backupId ? `backupId: no backup ${input.backupId} of volume ${input.volume}` : `no backup of volume ${input.volume}` });
+    }
 
-  const saga = new Saga();
-  let stopped = false;
-  try {
-    for (const m of candidates) {
-      // Verify before the service goes down: a corrupt backup costs no downtime.
-      const check = await verify.verifyVolumeBackup({ volume: input.volume, backupId: m.backupId });
-      if (!check.ok) {
-        status.skipped.push({ backupId: m.backupId, reason: check.reason ?? 'verification failed' });
-        show();
-        continue;
-      }
-      status.backupId = m.backupId;
-      if (input.service && !stopped) {
-        const service = input.service;
-        saga.add(`start ${service} again`, () => quick.startContainer(service));
-        status.phase = 'stopping';
-        show();
-        await stopContainer({ service, stopTimeoutSec: input.stopTimeoutSec });
-        stopped = true;
-      }
-      status.phase = 'restoring';
-      show();
-      let restored: Awaited<ReturnType<Activities['restoreVolume']>>;
-      try {
-        restored = await restore.restoreVolume({ volume: input.volume, backupId: m.backupId, ...(input.intoVolume ? { intoVolume: input.intoVolume } : {}) });
-      } catch (err) {
-        // Damaged between the check and the restore: the next older one (the volume is refilled from scratch).
-        if (!activityFailedWith(err, 'BackupCorrupt')) throw err;
-        status.skipped.push({ backupId: m.backupId, reason: rootMessage(err) });
-        status.phase = 'choosing';
-        show();
-        continue;
-      }
-
-      let healthy: boolean | undefined;
-      if (input.service) {
-        status.phase = 'starting';
-        show();
-        await quick.startContainer(input.service);
-      }
-      if (input.healthUrl) {
-        status.phase = 'verifying';
-        show();
-        const h = await waitHealthy({ service: input.service ?? target, url: input.healthUrl, timeoutMs: input.healthTimeoutMs, intervalMs: 250, probeTimeoutMs: 2_000 });
-        healthy = h.healthy;
-        if (!h.healthy) {
-          throw ApplicationFailure.create({ type: 'Unhealthy', nonRetryable: true, message: `${input.healthUrl} not healthy within ${input.healthTimeoutMs} ms after the restore of ${m.backupId}: ${h.last.error ?? `HTTP ${h.last.status}`}` });
+    const saga = new Saga();
+    let stopped = false;
+    try {
+      for (const m of candidates) {
+        // Verify before the service goes down: a corrupt backup costs no downtime.
+        const check = await verify.verifyVolumeBackup({ volume: input.volume, backupId: m.backupId });
+        if (!check.ok) {
+          status.skipped.push({ backupId: m.backupId, reason: check.reason ?? 'verification failed' });
+          show();
+          continue;
         }
+        status.backupId = m.backupId;
+        if (input.service && !stopped) {
+          const service = input.service;
+          saga.add(`start ${service} again`, () => quick.startContainer(service));
+          status.phase = 'stopping';
+          show();
+          await stopContainer({ service, stopTimeoutSec: input.stopTimeoutSec });
+          stopped = true;
+        }
+        status.phase = 'restoring';
+        show();
+        let restored: Awaited<ReturnType<Activities['restoreVolume']>>;
+        try {
+          restored = await restore.restoreVolume({ volume: input.volume, backupId: m.backupId, ...(input.intoVolume ? { intoVolume: input.intoVolume } : {}) });
+        } catch (err) {
+          // Damaged between the check and the restore: the next older one (the volume is refilled from scratch).
+          if (!activityFailedWith(err, 'BackupCorrupt')) throw err;
+          status.skipped.push({ backupId: m.backupId, reason: rootMessage(err) });
+          status.phase = 'choosing';
+          show();
+          continue;
+        }
+
+        let healthy: boolean | undefined;
+        if (input.service) {
+          status.phase = 'starting';
+          show();
+          await quick.startContainer(input.service);
+        }
+        if (input.healthUrl) {
+          status.phase = 'verifying';
+          show();
+          const h = await waitHealthy({ service: input.service ?? target, url: input.healthUrl, timeoutMs: input.healthTimeoutMs, intervalMs: 250, probeTimeoutMs: 2_000 });
+          healthy = h.healthy;
+          if (!h.healthy) {
+            throw ApplicationFailure.create({ type: 'Unhealthy', nonRetryable: true, message: `${input.healthUrl} not healthy within ${input.healthTimeoutMs} ms after the restore of ${m.backupId}: ${h.last.error ?? `HTTP ${h.last.status}`}` });
+          }
+        }
+        status.phase = 'done';
+        show();
+        return {
+          volume: restored.volume,
+          backupId: restored.backupId,
+          skipped: status.skipped,
+          files: restored.restoredFiles,
+          ...(input.service ? { service: input.service } : {}),
+          ...(healthy !== undefined ? { healthy } : {}),
+          durationMs: now() - startedAt,
+        };
       }
-      status.phase = 'done';
+      throw ApplicationFailure.create({
+        type: 'NoUsableBackup',
+        nonRetryable: true,
+        message: `no backup of volume ${input.volume} verifies: ${status.skipped.map((s) => `${s.backupId}: ${s.reason}`).join('; ')}`,
+        details: [status.skipped],
+      });
+    } catch (err) {
+      status.error = rootMessage(err);
+      if (saga.size > 0) {
+        status.phase = 'compensating';
+        show();
+        await saga.compensate();
+      }
+      status.phase = 'failed';
       show();
-      return {
-        volume: restored.volume,
-        backupId: restored.backupId,
-        skipped: status.skipped,
-        files: restored.restoredFiles,
-        ...(input.service ? { service: input.service } : {}),
-        ...(healthy !== undefined ? { healthy } : {}),
-        durationMs: now() - startedAt,
-      };
+      throw err;
     }
-    throw ApplicationFailure.create({
-      type: 'NoUsableBackup',
-      nonRetryable: true,
-      message: `no backup of volume ${input.volume} verifies: ${status.skipped.map((s) => `${s.backupId}: ${s.reason}`).join('; ')}`,
-      details: [status.skipped],
-    });
-  } catch (err) {
-    status.error = rootMessage(err);
-    if (saga.size > 0) {
-      status.phase = 'compensating';
-      show();
-      await CancellationScope.nonCancellable(() => saga.compensate());
-    }
-    status.phase = 'failed';
-    show();
-    throw err;
-  }
+  });
 }

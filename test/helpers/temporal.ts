@@ -12,6 +12,7 @@ import type { Tracing } from '../../src/observability/tracing';
 import type { PayloadCodec } from '@temporalio/common';
 import { codecFor, type AesGcmCodec } from '../../src/codec/codec';
 import { activityDeps } from '../../src/workers/clients';
+import { createLeaseActivities } from '../../src/activities/leases';
 import { createWorker } from '../../src/workers/worker';
 
 export const config = loadConfig();
@@ -60,7 +61,8 @@ export async function startWorker(opts: { taskQueue?: string; activities?: objec
     namespace: config.DURABLE_OPS_NAMESPACE,
     taskQueue,
     deps,
-    activities: opts.activities,
+    // Stubbed activities still get the real service leases (they need Temporal only): every change holds one.
+    activities: opts.activities ? { ...createLeaseActivities({ client, taskQueue, log: opts.log ?? testLog, livenessCheckMs: 500, idleEndMs: 5_000 }), ...opts.activities } : undefined,
     bundlePath: config.DURABLE_OPS_WORKFLOW_BUNDLE,
     tracing: opts.tracing,
     codec: opts.codec === false ? false : (opts.codec ?? testCodec()),

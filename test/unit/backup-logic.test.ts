@@ -91,12 +91,13 @@ test('config/backups.json volumes: each a backupVolume input, backed up daily; b
     const file = path.join(dir, 'backups.json');
     writeFileSync(file, JSON.stringify({ databases: [], volumes: [{ volume: 'web-data', quiesce: { service: 'web' } }] }));
     const [v] = loadVolumeBackups(file);
-    assert.deepEqual(v, { volume: 'web-data', keep: 7, quiesce: { service: 'web' } });
+    assert.deepEqual(v, { volume: 'web-data', keep: 7, quiesce: { service: 'web' }, waitForLease: false, leaseWaitTimeoutMs: 600_000 });
     const o = volumeBackupScheduleOptions(v!, 'q');
     assert.equal(o.scheduleId, 'backup-volume/web-data');
     assert.equal(o.spec.intervals?.[0]?.every, 86_400_000);
     assert.equal(o.action.type === 'startWorkflow' && o.action.workflowType, 'backupVolume');
-    assert.deepEqual(o.action.type === 'startWorkflow' && o.action.args, [v]);
+    // Unattended runs wait for a busy service instead of being refused.
+    assert.deepEqual(o.action.type === 'startWorkflow' && o.action.args, [{ ...v, waitForLease: true }]);
     writeFileSync(file, JSON.stringify({ databases: [], volumes: [{ volume: 'bad name!' }] }));
     assert.throws(() => loadVolumeBackups(file), /volumes\.0\.volume: must be a Docker volume name/);
     writeFileSync(file, JSON.stringify({ databases: [], volumes: [{ volume: 'a' }, { volume: 'a' }] }));

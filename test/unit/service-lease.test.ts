@@ -15,7 +15,7 @@ import type { RestartServiceInput } from '../../src/schemas/restart-service';
 import type { SupervisorStatus } from '../../src/workflows/supervise-service';
 import { createLeaseActivities } from '../../src/activities/leases';
 import { connectClient, startWorker, testLog, uniqueName, type RunningWorker } from '../helpers/temporal';
-import { sleep, waitUntil } from '../helpers/wait';
+import { waitUntil } from '../helpers/wait';
 
 let client: Client;
 let w: RunningWorker;
