@@ -53,7 +53,7 @@ export function createLeaseActivities({ client, taskQueue, log, livenessCheckMs,
       const answer = await client.workflow.executeUpdateWithStart<() => Promise<LeaseView>, LeaseAnswer, [LeaseRequest]>('acquire', {
         args: [req],
         startWorkflowOperation: new WithStartWorkflowOperation('serviceLease', {
-          workflowId: leaseWorkflowId(input.service),
+          workflowId: leaseWorkflowId(input.service, taskQueue),
           taskQueue,
           args: [{ service: input.service, ...(livenessCheckMs ? { livenessCheckMs } : {}), ...(idleEndMs ? { idleEndMs } : {}) }] as never,
           workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
@@ -71,7 +71,7 @@ export function createLeaseActivities({ client, taskQueue, log, livenessCheckMs,
     /** Give the lease back (or leave the queue). Already released, or no lease workflow: nothing to do. */
     async releaseLease(input: LeaseRelease & { service: string }): Promise<{ released: boolean; left: boolean }> {
       try {
-        return await client.workflow.getHandle(leaseWorkflowId(input.service)).executeUpdate<{ released: boolean; left: boolean }, [LeaseRelease]>('release', {
+        return await client.workflow.getHandle(leaseWorkflowId(input.service, taskQueue)).executeUpdate<{ released: boolean; left: boolean }, [LeaseRelease]>('release', {
           args: [{ workflowId: input.workflowId, runId: input.runId, reason: input.reason }],
         });
       } catch (err) {
@@ -83,7 +83,7 @@ export function createLeaseActivities({ client, taskQueue, log, livenessCheckMs,
     /** The lease of `service` now (free when no lease workflow runs). */
     async describeLease(service: string): Promise<LeaseView> {
       try {
-        const handle = client.workflow.getHandle(leaseWorkflowId(service));
+        const handle = client.workflow.getHandle(leaseWorkflowId(service, taskQueue));
         const d = await handle.describe();
         if (d.status.name !== 'RUNNING') return { service, queue: [], recent: [], grants: 0, livenessCheckMs: 0 };
         return await handle.query<LeaseView>('lease');

@@ -7,9 +7,15 @@
  */
 import { z } from 'zod';
 import * as seed from '../config/defaults';
+import { DEFAULT_TASK_QUEUE } from '../config/defaults';
 import { durationMs } from './common';
 
-export const leaseWorkflowId = (service: string) => `lease/${service}`;
+/**
+ * The lease workflow of a service, scoped to the engine (its task queue): the operator's engine
+ * (the default queue) has `lease/<service>`; another engine on the same server (a test run, a
+ * bench) has `lease/<queue>/<service>`, so the two never hold each other's services.
+ */
+export const leaseWorkflowId = (service: string, taskQueue: string = DEFAULT_TASK_QUEUE) => (taskQueue === DEFAULT_TASK_QUEUE ? `lease/${service}` : `lease/${taskQueue}/${service}`);
 
 /** Who holds (or waits for) a lease: the runbook's own execution, and who started it. */
 export interface LeaseHolder {

@@ -11,14 +11,12 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { WorkflowFailedError, type Client } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
-import autocannon from 'autocannon';
-import { haproxyCommand, parseShowStat } from '../../src/activities/haproxy';
 import { lbFiles } from '../../src/activities/lb-config';
-import { initLbDir, startLoadBalancers, type LbProcesses } from '../../src/stack/lb';
 import { startRunbook } from '../../src/runbooks/registry';
 import type { ScaleServiceInput } from '../../src/schemas/scale-service';
 import type { ScaleReport, ScaleResult } from '../../src/workflows/scale-service';
-import { DEMO_IMAGE, docker, httpStatus, runDemo, type DemoContainer } from '../helpers/docker';
+import { DEMO_IMAGE, docker, httpStatus, runDemo } from '../helpers/docker';
+import { containerSlots, range, startTestLb, underLoad, type TestLb } from '../helpers/lb';
 import { waitForMail } from '../helpers/mailpit';
 import { connectClient, startWorker, uniqueName, type RunningWorker } from '../helpers/temporal';
 import { spawnWorker } from '../helpers/worker-process';
@@ -40,26 +38,17 @@ type Scenario = (typeof B)[keyof typeof B];
 
 let client: Client;
 let worker: RunningWorker;
-let lb: LbProcesses;
+let lb: TestLb;
 let dir: string;
-const demos: DemoContainer[] = [];
 const swarmServices: string[] = [];
 const controlDirs: string[] = [];
 
 before(async () => {
-  dir = mkdtempSync(path.join(tmpdir(), 'scale-lb-'));
-  initLbDir(dir, {
-    timeouts: { connectMs: 1_000, checkMs: 1_000 },
-    backends: Object.values(B).map((b) => ({
-      name: b.backend,
-      frontendPort: b.frontendPort,
-      ...('nginxPort' in b ? { nginxPort: b.nginxPort } : {}),
-      checkInterMs: 500,
-      // Replica 1 of each service is declared in the config, as the stack would have it.
-      servers: [{ name: `${b.service}-1`, port: b.base + 1, weight: 1, state: 'ready' as const }],
-    })),
-  });
-  lb = await startLoadBalancers(dir, { nginx: true });
+  // Replica 1 of each service is declared in the balancer's model here (these tests are about the
+  // scaling itself); test/integration/scale-coordination.test.ts starts from an empty balancer, as
+  // the stack's config/lb.json does, where scaleService adopts replica 1.
+  lb = await startTestLb(Object.values(B), { declareReplica1: true, nginx: true });
+  dir = lb.dir;
   process.env.DURABLE_OPS_LB_DIR = dir;
   client = await connectClient();
   worker = await startWorker({ taskQueue, env: { ...process.env, DURABLE_OPS_LB_DIR: dir } });
@@ -69,28 +58,15 @@ after(async () => {
   await worker?.stop();
   await client?.connection.close();
   for (const s of swarmServices) await docker.getService(s).remove().catch(() => undefined);
-  // Containers: the seeded replica 1 and every clone `<service>-<n>` the runbook made.
-  const all = await docker.listContainers({ all: true, filters: { label: ['durable-ops.test=true'] } });
-  await Promise.all(all.filter((c) => c.Names.some((n) => n.includes(id))).map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
-  await Promise.all(demos.map((d) => d.remove()));
-  await lb?.stop();
-  for (const d of [dir, ...controlDirs]) if (d) rmSync(d, { recursive: true, force: true });
+  await lb?.stop(id);
+  for (const d of controlDirs) rmSync(d, { recursive: true, force: true });
 });
 
 // --- helpers -------------------------------------------------------------------------------
 
-async function stat(backend: string) {
-  const rows = parseShowStat(await haproxyCommand(lbFiles(dir).haproxySocket, 'show stat'));
-  return rows.filter((r) => r.pxname === backend && r.svname !== 'BACKEND' && r.svname !== 'FRONTEND');
-}
-
-async function seedContainer(s: Scenario): Promise<DemoContainer> {
-  const d = await runDemo({ name: `${s.service}-1`, port: s.base + 1, healthIntervalMs: 1_000 });
-  demos.push(d);
-  await waitUntil(`${d.name} to serve`, async () => (await httpStatus(d.healthUrl)) === 200, 20_000);
-  await waitUntil(`${s.backend}/${d.name} UP in HAProxy`, async () => (await stat(s.backend)).some((r) => r.svname === d.name && r.status === 'UP'), 20_000);
-  return d;
-}
+const stat = (backend: string) => lb.stat(backend);
+const seedContainer = (s: Scenario) => lb.seedContainer(s);
+const assertInRotation = (s: Scenario, slots: number[]) => lb.assertInRotation(s, slots);
 
 async function seedSwarm(s: Scenario): Promise<string> {
   const control = mkdtempSync(path.join(tmpdir(), `${s.service}-control-`));
@@ -118,51 +94,9 @@ async function seedSwarm(s: Scenario): Promise<string> {
   return control;
 }
 
-async function containerSlots(service: string): Promise<number[]> {
-  const list = await docker.listContainers({ all: true, filters: { name: [`${service}-`] } });
-  return list.flatMap((c) => c.Names.map((n) => new RegExp(`^/${service}-(\\d+)$`).exec(n)).filter(Boolean).map((m) => Number(m![1]))).sort((a, b) => a - b);
-}
-
 async function swarmSlots(service: string): Promise<number[]> {
   const tasks = (await docker.listTasks({ filters: { service: [service], 'desired-state': ['running'] } })) as Array<{ Slot?: number }>;
   return tasks.map((t) => t.Slot!).sort((a, b) => a - b);
-}
-
-const range = (n: number) => Array.from({ length: n }, (_, i) => i + 1);
-
-interface LoadResult {
-  requests: number;
-  errors: number;
-  non2xx: number;
-  p95: number;
-}
-
-/** Bounded load (fixed connections, a rate cap, at most maxSeconds) on a loopback URL while `fn` runs. */
-async function underLoad<T>(urls: string[], fn: () => Promise<T>, maxSeconds = 150): Promise<{ value: T; loads: LoadResult[] }> {
-  const runs = urls.map((url) => {
-    const times: number[] = [];
-    let settle!: (r: autocannon.Result) => void;
-    let fail!: (e: unknown) => void;
-    const done = new Promise<autocannon.Result>((res, rej) => ((settle = res), (fail = rej)));
-    const inst = autocannon({ url, connections: 4, overallRate: 100, duration: maxSeconds, timeout: 10 }, (err, res) => (err ? fail(err) : settle(res)));
-    inst.on('response', (_c: unknown, _status: number, _bytes: number, ms: number) => times.push(ms));
-    return { inst, times, done };
-  });
-  let value: T;
-  try {
-    await sleep(500);
-    value = await fn();
-    await sleep(500);
-  } finally {
-    for (const r of runs) r.inst.stop();
-  }
-  const loads: LoadResult[] = [];
-  for (const r of runs) {
-    const res = await r.done;
-    const sorted = [...r.times].sort((a, b) => a - b);
-    loads.push({ requests: res.requests.total, errors: res.errors + res.timeouts, non2xx: res.non2xx, p95: sorted[Math.floor(sorted.length * 0.95)] ?? 0 });
-  }
-  return { value: value!, loads };
 }
 
 function run(s: Scenario, input: Partial<ScaleServiceInput> & { replicas: number }, tq = taskQueue) {
@@ -177,12 +111,6 @@ async function failureOf(p: Promise<unknown>): Promise<ApplicationFailure> {
   assert.ok(err instanceof WorkflowFailedError, `expected WorkflowFailedError, got ${String(err)}`);
   assert.ok(err.cause instanceof ApplicationFailure);
   return err.cause;
-}
-
-async function assertInRotation(s: Scenario, slots: number[]) {
-  const rows = await stat(s.backend);
-  assert.deepEqual(rows.map((r) => r.svname).sort(), slots.map((n) => `${s.service}-${n}`).sort(), 'HAProxy servers');
-  for (const r of rows) assert.equal(r.status, 'UP', `${r.svname} UP`);
 }
 
 // --- tests ---------------------------------------------------------------------------------
@@ -294,7 +222,7 @@ test('a new replica up for HAProxy but not yet healthy for Docker: staged draine
   // Replica 1 (and so every clone) with a 6 s Docker health interval: Docker says "starting" for
   // ~6 s while the replica already answers /health and HAProxy's checks (inter 500 ms) pass.
   const d = await runDemo({ name: `${s.service}-1`, port: s.base + 1, healthIntervalMs: 6_000 });
-  demos.push(d);
+  lb.track(d);
   await waitUntil(`${d.name} UP in HAProxy`, async () => (await stat(s.backend)).some((r) => r.svname === d.name && r.status === 'UP'), 30_000);
   const server = `${s.service}-2`;
   const seen: Array<{ status: string; stot: number }> = [];

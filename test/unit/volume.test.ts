@@ -12,7 +12,7 @@ import { ActivityFailure, ApplicationFailure } from '@temporalio/common';
 import type { Activities } from '../../src/activities';
 import type { VolumeManifest } from '../../src/activities/backup';
 import { compareFiles, digestOf, newestHeartbeatIn, parseSha256sum } from '../../src/activities/drill';
-import { VOLUME_BACKUP_KEEP } from '../../src/config/defaults';
+import { LEASE_WAIT_TIMEOUT_MS, VOLUME_BACKUP_KEEP } from '../../src/config/defaults';
 import { recoveryDrillInputSchema } from '../../src/schemas/recovery-drill';
 import { backupVolumeInputSchema, restoreVolumeInputSchema } from '../../src/schemas/volume';
 import type { RestoreVolumeResult } from '../../src/workflows/restore-volume';
@@ -47,7 +47,7 @@ test('newest heartbeat at or before the fault, from a heartbeat file (partial or
 });
 
 test('schemas: seed defaults, Docker volume names, unknown fields', () => {
-  assert.deepEqual(backupVolumeInputSchema.parse({ volume: 'web-data' }), { volume: 'web-data', keep: VOLUME_BACKUP_KEEP });
+  assert.deepEqual(backupVolumeInputSchema.parse({ volume: 'web-data' }), { volume: 'web-data', keep: VOLUME_BACKUP_KEEP, waitForLease: false, leaseWaitTimeoutMs: LEASE_WAIT_TIMEOUT_MS });
   for (const bad of [{ volume: '-x' }, { volume: 'a/b' }, { volume: 'ok', keep: 0 }, { volume: 'ok', quiesce: {} }, { volume: 'ok', extra: 1 }]) {
     assert.equal(backupVolumeInputSchema.safeParse(bad).success, false, JSON.stringify(bad));
   }
