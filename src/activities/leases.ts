@@ -93,6 +93,22 @@ export function createLeaseActivities({ client, taskQueue, log, livenessCheckMs,
       }
     },
 
+    /**
+     * The lease of `service` now, and (when held) a promise to tell the calling workflow by the
+     * `leaseChanged` signal when it is freed. No lease workflow: free.
+     */
+    async watchLease(service: string): Promise<LeaseView> {
+      const caller = Context.current().info.workflowExecution?.workflowId;
+      if (!caller) throw ApplicationFailure.nonRetryable('watchLease must be called from a workflow', 'NotFromWorkflow');
+      try {
+        return await client.workflow.getHandle(leaseWorkflowId(service, taskQueue)).executeUpdate<LeaseView, [{ workflowId: string }]>('watch', { args: [{ workflowId: caller }] });
+      } catch (err) {
+        // No lease workflow, or it just ended (idle): nobody holds the service.
+        if (err instanceof WorkflowNotFoundError || (err instanceof Error && /completed|not found/i.test(err.message))) return { service, queue: [], recent: [], grants: 0, livenessCheckMs: 0 };
+        throw err;
+      }
+    },
+
     /** Does this workflow run still run? (A lease's liveness check of its holder.) */
     async workflowRunning(input: { workflowId: string; runId: string }): Promise<{ running: boolean; status: string }> {
       try {

@@ -17,6 +17,14 @@ import { durationMs } from './common';
  */
 export const leaseWorkflowId = (service: string, taskQueue: string = DEFAULT_TASK_QUEUE) => (taskQueue === DEFAULT_TASK_QUEUE ? `lease/${service}` : `lease/${taskQueue}/${service}`);
 
+/**
+ * The lease key of a container or service name: replicas `<service>-<n>` (containers mode, the
+ * project's naming) share their service's lease, so a restart of `web-2`, a resize of `web` and a
+ * scale of `web` exclude each other. A plain name is its own key. (Over-excluding a container that
+ * only looks like a replica is safe; under-excluding is not.)
+ */
+export const leaseKeyOf = (name: string) => name.replace(/-\d+$/, '');
+
 /** Who holds (or waits for) a lease: the runbook's own execution, and who started it. */
 export interface LeaseHolder {
   workflowId: string;
@@ -72,6 +80,8 @@ export interface LeaseView {
   recent: LeaseEvent[];
   grants: number;
   livenessCheckMs: number;
+  /** Workflows (supervisors) to tell when the lease is next freed. */
+  watchers?: string[];
 }
 
 export const leaseWorkflowInputSchema = z.strictObject({

@@ -15,6 +15,7 @@ import type { Activities } from '../activities';
 import { backupVolumeInputSchema } from '../schemas/volume';
 import { backupIdFor } from './backup-database';
 import { beginRunbook, showDetails } from './shared/runbook';
+import { leaseKeyOf } from '../schemas/lease';
 import { holdingLease } from './shared/harness';
 
 export const RUNBOOK = 'backupVolume';
@@ -74,7 +75,7 @@ export async function backupVolume(rawInput: unknown): Promise<BackupVolumeResul
       if (pausing) await CancellationScope.nonCancellable(() => quick.unpauseContainer(pausing));
     }
   };
-  const done = pausing ? await holdingLease({ service: pausing, runbook: RUNBOOK, waitForLease: input.waitForLease, leaseWaitTimeoutMs: input.leaseWaitTimeoutMs }, tarIt) : await tarIt();
+  const done = pausing ? await holdingLease({ service: leaseKeyOf(pausing), runbook: RUNBOOK, waitForLease: input.waitForLease, leaseWaitTimeoutMs: input.leaseWaitTimeoutMs }, tarIt) : await tarIt();
   const retention = await local.applyVolumeRetention({ volume: input.volume, keep: input.keep, current: backupId });
 
   const result: BackupVolumeResult = {

@@ -14,6 +14,7 @@ import { now } from './shared/deterministic';
 import { rootMessage } from './shared/errors';
 import { beginRunbook, iso, showDetails } from './shared/runbook';
 import { planSizing } from './shared/sizing';
+import { leaseKeyOf } from '../schemas/lease';
 import { holdingLease, undoing } from './shared/harness';
 
 export const RUNBOOK = 'resizeService';
@@ -261,7 +262,7 @@ export async function resizeService(rawInput: unknown): Promise<ResizeReport> {
   };
   // A dry run only reads; a change holds the service's lease while it samples, plans and applies.
   if (input.dryRun) return run();
-  return holdingLease({ service, runbook: RUNBOOK, waitForLease: input.waitForLease, leaseWaitTimeoutMs: input.leaseWaitTimeoutMs, approvalTimeoutMs: input.approvalTimeoutMs + input.windowMs }, run);
+  return holdingLease({ service: leaseKeyOf(service), runbook: RUNBOOK, waitForLease: input.waitForLease, leaseWaitTimeoutMs: input.leaseWaitTimeoutMs, approvalTimeoutMs: input.approvalTimeoutMs + input.windowMs }, run);
 }
 
 function sameLimits(a: ResourceLimits, b: ResourceLimits): boolean {

@@ -7,6 +7,7 @@ import type { Activities } from '../activities';
 import { restartServiceInputSchema } from '../schemas/restart-service';
 import { now } from './shared/deterministic';
 import { beginRunbook, iso, showDetails } from './shared/runbook';
+import { leaseKeyOf } from '../schemas/lease';
 import { holdingLease } from './shared/harness';
 
 export const RUNBOOK = 'restartService';
@@ -68,7 +69,7 @@ export async function restartService(rawInput: unknown): Promise<RestartReport> 
 
   // One change per service at a time: an operator's restart holds the service's lease, so the
   // supervisor does not restart it too and no scale or resize runs meanwhile.
-  return holdingLease({ service: input.service, runbook: RUNBOOK, waitForLease: input.waitForLease, leaseWaitTimeoutMs: input.leaseWaitTimeoutMs, maxHoldMs: input.healthTimeoutMs + input.stopTimeoutSec * 1000 + 5 * 60_000 }, async () => {
+  return holdingLease({ service: leaseKeyOf(input.service), runbook: RUNBOOK, waitForLease: input.waitForLease, leaseWaitTimeoutMs: input.leaseWaitTimeoutMs, maxHoldMs: input.healthTimeoutMs + input.stopTimeoutSec * 1000 + 5 * 60_000 }, async () => {
     report.phase = 'restarting';
     report.requestedAt = now();
     show();

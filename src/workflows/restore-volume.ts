@@ -18,6 +18,7 @@ import { restoreVolumeInputSchema } from '../schemas/volume';
 import { now } from './shared/deterministic';
 import { activityFailedWith, rootMessage } from './shared/errors';
 import { beginRunbook, iso, showDetails } from './shared/runbook';
+import { leaseKeyOf } from '../schemas/lease';
 import { holdingLease } from './shared/harness';
 import { Saga } from './shared/saga';
 
@@ -97,7 +98,7 @@ export async function restoreVolume(rawInput: unknown): Promise<RestoreVolumeRes
   if (input.service) await quick.checkVolumeMount({ service: input.service, volume: target, field: 'service' });
 
   // The restore stops and starts the service: it holds the service's lease (or the volume's, with no service).
-  const leaseKey = input.service ?? `volume/${target}`;
+  const leaseKey = input.service ? leaseKeyOf(input.service) : `volume/${target}`;
   return holdingLease({ service: leaseKey, runbook: RUNBOOK, waitForLease: input.waitForLease, leaseWaitTimeoutMs: input.leaseWaitTimeoutMs }, async () => {
     const all = await local.listVolumeBackups({ volume: input.volume });
     const candidates = input.backupId ? all.filter((m) => m.backupId === input.backupId) : all;

@@ -24,6 +24,7 @@ import { now } from './shared/deterministic';
 import { rootMessage } from './shared/errors';
 import { beginRunbook, iso, showDetails } from './shared/runbook';
 import { Saga } from './shared/saga';
+import { leaseKeyOf } from '../schemas/lease';
 import { holdingLease, undoing } from './shared/harness';
 
 export const RUNBOOK = 'scaleService';
@@ -198,7 +199,7 @@ export async function scaleService(rawInput: unknown): Promise<ScaleResult> {
     return finishWith(plan)('dry-run');
   }
 
-  return holdingLease({ service, runbook: RUNBOOK, waitForLease: input.waitForLease, leaseWaitTimeoutMs: input.leaseWaitTimeoutMs, approvalTimeoutMs: input.approvalTimeoutMs, onQueued: (q) => show(`waiting for the lease (position ${q.position}) behind ${q.holder.runbook} ${q.holder.workflowId}`) }, async () => {
+  return holdingLease({ service: leaseKeyOf(service), runbook: RUNBOOK, waitForLease: input.waitForLease, leaseWaitTimeoutMs: input.leaseWaitTimeoutMs, approvalTimeoutMs: input.approvalTimeoutMs, onQueued: (q) => show(`waiting for the lease (position ${q.position}) behind ${q.holder.runbook} ${q.holder.workflowId}`) }, async () => {
     // The plan is made under the lease, so what is approved is what is applied.
     let plan = planFrom(await look());
     usePlan(plan);

@@ -10,8 +10,8 @@
  *  - `lease` (query): holder, queue and the newest events.
  * A holder that dies, is terminated or forgets to release never keeps the service for long: every
  * `livenessCheckMs` the lease asks Temporal whether the holder still runs, and every lease has an
- * expiry. The supervisor of the service (`supervise/<service>`) is told when the lease is freed,
- * so it re-checks health. An idle lease ends after `idleEndMs`; history stays bounded (continue-as-new).
+ * expiry. Supervisors deferring to the holder `watch` the lease and are told (`leaseChanged`) when
+ * it is freed, so they look at their service again. An idle lease ends after `idleEndMs`; history stays bounded (continue-as-new).
  */
 import {
   allHandlersFinished,
@@ -37,6 +37,8 @@ export const RUNBOOK = 'serviceLease';
 export const acquireLeaseUpdate = defineUpdate<LeaseAnswer, [LeaseRequest]>('acquire');
 export const releaseLeaseUpdate = defineUpdate<{ released: boolean; left: boolean }, [LeaseRelease]>('release');
 export const leaseQuery = defineQuery<LeaseView>('lease');
+/** A supervisor deferring to the holder asks to be told when the lease is freed (and reads it). */
+export const watchLeaseUpdate = defineUpdate<LeaseView, [{ workflowId: string }]>('watch');
 /** Sent to a waiter when its turn comes. */
 export const leaseGrantedSignal = defineSignal<[LeaseHolder]>('leaseGranted');
 /** Sent to the service's supervisor when the lease changes hands (undefined: free). */
@@ -47,6 +49,7 @@ const CONTINUE_AS_NEW_AFTER_EVENTS = 2_000;
 
 export interface LeaseCarry {
   holder?: LeaseHolder;
+  watchers?: string[];
   queue: LeaseWaiter[];
   recent: LeaseEvent[];
   grants: number;
@@ -63,6 +66,7 @@ export async function serviceLease(rawInput: LeaseWorkflowInput, carried?: Lease
   const { service } = input;
   const view: LeaseView = { service, queue: carried?.queue ?? [], recent: carried?.recent ?? [], grants: carried?.grants ?? 0, livenessCheckMs: input.livenessCheckMs };
   if (carried?.holder) view.holder = carried.holder;
+  const watchers = new Set<string>(carried?.watchers ?? []);
   /** Waiters granted in a handler, to be told by signal from the main loop. */
   const toNotify: LeaseHolder[] = [];
   let supervisorNotice: { holder?: LeaseHolder; reason: string } | undefined;
@@ -170,7 +174,19 @@ export async function serviceLease(rawInput: LeaseWorkflowInput, carried?: Lease
       },
     },
   );
-  setHandler(leaseQuery, () => view);
+  setHandler(leaseQuery, () => ({ ...view, watchers: [...watchers] }));
+  setHandler(
+    watchLeaseUpdate,
+    ({ workflowId }) => {
+      if (view.holder) watchers.add(workflowId);
+      return { ...view, watchers: [...watchers] };
+    },
+    {
+      validator: (w) => {
+        if (!w || typeof w.workflowId !== 'string' || !w.workflowId) throw new Error('watch: workflowId is required');
+      },
+    },
+  );
   publish();
 
   const tell = async () => {
@@ -187,10 +203,13 @@ export async function serviceLease(rawInput: LeaseWorkflowInput, carried?: Lease
     if (supervisorNotice) {
       const notice = supervisorNotice;
       supervisorNotice = undefined;
-      // The supervisor may not exist (not every service is supervised): not an error.
-      await getExternalWorkflowHandle(`supervise/${service}`)
-        .signal(leaseChangedSignal, notice)
-        .catch(() => undefined);
+      // Freed: every watcher (the supervisors deferring to the holder) looks at its service again.
+      // A watcher that ended meanwhile is not an error.
+      if (!notice.holder && watchers.size > 0) {
+        const told = [...watchers];
+        watchers.clear();
+        await Promise.all(told.map((id) => getExternalWorkflowHandle(id).signal(leaseChangedSignal, notice).catch(() => undefined)));
+      }
     }
   };
 
@@ -211,7 +230,7 @@ export async function serviceLease(rawInput: LeaseWorkflowInput, carried?: Lease
     if (info.continueAsNewSuggested || info.historyLength > CONTINUE_AS_NEW_AFTER_EVENTS) {
       await condition(allHandlersFinished);
       await tell();
-      return continueAsNew<typeof serviceLease>(input, { ...(view.holder ? { holder: view.holder } : {}), queue: view.queue, recent: view.recent, grants: view.grants });
+      return continueAsNew<typeof serviceLease>(input, { ...(view.holder ? { holder: view.holder } : {}), watchers: [...watchers], queue: view.queue, recent: view.recent, grants: view.grants });
     }
     const h = view.holder;
     if (!h) {

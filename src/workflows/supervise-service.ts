@@ -29,6 +29,7 @@ import { now, random } from './shared/deterministic';
 import { beginRunbook, iso, showDetails } from './shared/runbook';
 import { continueAsNewDue, nonEssential } from './shared/harness';
 import { leaseChangedSignal } from './service-lease';
+import { leaseKeyOf } from '../schemas/lease';
 import { LEASE_SUPERVISOR_RECHECK_MS } from '../config/defaults';
 
 export const RUNBOOK = 'superviseService';
@@ -275,7 +276,9 @@ export async function superviseService(rawInput: unknown, carried?: SupervisorCa
    * freed by the lease's liveness check), look at the service again: healthy means nothing to do.
    */
   const deferToLease = async (failure: FailureRecord): Promise<'free' | 'healthy' | 'interrupted'> => {
-    let lease = await quick.describeLease(service);
+    // Replicas `<service>-<n>` share their service's lease: a scale or resize of the service holds them too.
+    const key = leaseKeyOf(service);
+    let lease = await quick.watchLease(key);
     if (!lease.holder) {
       status.lease = undefined;
       return 'free';
@@ -290,7 +293,7 @@ export async function superviseService(rawInput: unknown, carried?: SupervisorCa
         if (interrupted()) return 'interrupted';
       }
       if (continueAsNewDue(input.continueAsNewAfterEvents)) await carryOn(failure);
-      lease = await quick.describeLease(service);
+      lease = await quick.watchLease(key);
     }
     status.lease = undefined;
     // Failures during the change were the change's own (stops, restarts): counted, dropped, and the service looked at now.

@@ -9,7 +9,7 @@ import { after, before, test } from 'node:test';
 import { WorkflowFailedError, type Client } from '@temporalio/client';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { startRunbook } from '../../src/runbooks/registry';
-import { leaseWorkflowId, type LeaseView } from '../../src/schemas/lease';
+import { leaseKeyOf, leaseWorkflowId, type LeaseView } from '../../src/schemas/lease';
 import type { ScaleServiceInput } from '../../src/schemas/scale-service';
 import type { ScaleReport, ScaleResult } from '../../src/workflows/scale-service';
 import { runDemo } from '../helpers/docker';
@@ -46,7 +46,7 @@ after(async () => {
 const run = (s: Scenario, input: Partial<ScaleServiceInput> & { replicas: number }) =>
   startRunbook(client, 'scaleService', { service: s.service, backend: s.backend, basePort: s.base, mode: 'containers', stepDelayMs: 200, healthTimeoutMs: 20_000, drainTimeoutMs: 3_000, ...input }, { taskQueue, workflowId: uniqueName(`scale-${s.service}`) });
 
-const leaseOf = (service: string) => client.workflow.getHandle(leaseWorkflowId(service, taskQueue)).query<LeaseView>('lease');
+const leaseOf = (service: string) => client.workflow.getHandle(leaseWorkflowId(leaseKeyOf(service), taskQueue)).query<LeaseView>('lease');
 
 async function failureOf(p: Promise<unknown>) {
   const err = await p.then(

@@ -10,7 +10,7 @@ import { after, before, test } from 'node:test';
 import { WorkflowFailedError, type Client } from '@temporalio/client';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import type { Activities } from '../../src/activities';
-import { leaseWorkflowId, type LeaseView } from '../../src/schemas/lease';
+import { leaseKeyOf, leaseWorkflowId, type LeaseView } from '../../src/schemas/lease';
 import type { RestartServiceInput } from '../../src/schemas/restart-service';
 import type { SupervisorStatus } from '../../src/workflows/supervise-service';
 import { createLeaseActivities } from '../../src/activities/leases';
@@ -69,7 +69,7 @@ after(async () => {
 const restart = (service: string, extra: Partial<RestartServiceInput> = {}, id = uniqueName(`restart-${service}`)) =>
   client.workflow.start('restartService', { taskQueue: w.taskQueue, workflowId: id, args: [{ service, reason: 'test', healthTimeoutMs: 5_000, ...extra }], workflowExecutionTimeout: '1 minute' });
 
-const lease = (service: string) => client.workflow.getHandle(leaseWorkflowId(service, w.taskQueue)).query<LeaseView>('lease');
+const lease = (service: string) => client.workflow.getHandle(leaseWorkflowId(leaseKeyOf(service), w.taskQueue)).query<LeaseView>('lease');
 
 const failureOf = async (p: Promise<unknown>) => {
   const err = await p.then(
@@ -220,7 +220,7 @@ test('a lease with nothing to do ends by itself; the next change starts it afres
   const service = uniqueName('svc');
   const r = await restart(service, {});
   await r.result();
-  const handle = client.workflow.getHandle(leaseWorkflowId(service, w.taskQueue));
+  const handle = client.workflow.getHandle(leaseWorkflowId(leaseKeyOf(service), w.taskQueue));
   const firstRun = (await handle.describe()).runId;
   await waitUntil('idle lease ended', async () => (await handle.describe()).status.name === 'COMPLETED', 15_000);
   const again = await restart(service, {});
