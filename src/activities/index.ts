@@ -25,6 +25,7 @@ import { createHaproxyActivities } from './haproxy';
 import { createNginxActivities } from './nginx';
 import { createReplicaActivities } from './replicas';
 import { createResourceActivities } from './resources';
+import { createReconcileActivities } from './reconcile';
 
 export interface ActivityDeps {
   docker: Docker;
@@ -102,6 +103,7 @@ export function createActivities(deps: ActivityDeps) {
       livenessCheckMs: Number((deps.env ?? process.env).DURABLE_OPS_LEASE_LIVENESS_MS) || undefined,
       idleEndMs: Number((deps.env ?? process.env).DURABLE_OPS_LEASE_IDLE_END_MS) || undefined,
     }),
+    ...createReconcileActivities({ docker: deps.docker, client: deps.client, taskQueue: deps.taskQueue, log: deps.log, ...(deps.env ? { env: deps.env } : {}), ...(deps.kv ? { kv: deps.kv } : {}), ...(deps.fetch ? { fetch: deps.fetch } : {}) }),
     ...createAlertActivities({
       mailer: deps.mailer,
       from: deps.alertFrom,

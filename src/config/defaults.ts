@@ -165,3 +165,6 @@ export const LEASE_WAIT_TIMEOUT_MS = 10 * MINUTE;
 export const LEASE_MAX_WAIT_MS = 6 * 60 * MINUTE;
 /** A supervisor deferring to a lease holder re-reads the lease this often (besides the release notice). */
 export const LEASE_SUPERVISOR_RECHECK_MS = 15 * SECOND;
+
+/** reconcile (src/workflows/reconcile.ts): how often `npm run schedules` has it compare what the engine believes with what is there. */
+export const RECONCILE_EVERY_MS = 15 * MINUTE;

@@ -21,6 +21,7 @@ import { scaleServiceInputSchema } from '../schemas/scale-service';
 import { startDatabaseInputSchema } from '../schemas/start-database';
 import { backupVolumeInputSchema, restoreVolumeInputSchema } from '../schemas/volume';
 import { superviseServiceInputSchema } from '../schemas/supervise-service';
+import { reconcileInputSchema } from '../schemas/reconcile';
 
 export interface RunbookSpec<S extends z.ZodType> {
   schema: S;
@@ -173,6 +174,16 @@ export const RUNBOOKS = {
     changes: true, // starts scaleService children that change the replica count
     description: 'Keep a service between min and max replicas on its CPU (and optionally request rate or latency) target, as the Kubernetes HPA does.',
     example: { service: 'web', basePort: 8080, minReplicas: 2, maxReplicas: 8 },
+  }),
+  reconcile: spec({
+    schema: reconcileInputSchema,
+    service: (i) => (i.services ? i.services.join(',') : 'all'),
+    workflowId: (_i, at) => `reconcile/${stamp(at)}`,
+    summary: (i) => `reconcile ${i.services ? i.services.join(', ') : 'everything'}${i.dryRun ? ': dry run' : !i.repair ? ': report only' : ''}`,
+    entity: false,
+    changes: true, // removes balancer servers, replicas, pending versions, drill leftovers and releases leases (each service under its lease); a dry run changes nothing, but the flag is per runbook
+    description: 'Find the drift terminated runs leave (balancer servers, replicas, pending Vault versions, leases, drill leftovers) and repair or report it.',
+    example: { dryRun: true, services: ['web'], vaultPaths: ['durable-ops/app-db'] },
   }),
 };
 

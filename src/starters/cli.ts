@@ -7,6 +7,7 @@
  *   npm run ops -- signal supervise/web resume --by alice --reason "fixed the config"
  *   npm run ops -- status supervise/web
  *   npm run ops -- result restart/web/2026-...
+ *   npm run ops -- reconcile [--dry-run]
  */
 import { readFileSync } from 'node:fs';
 import { WorkflowFailedError, type Client } from '@temporalio/client';
@@ -16,6 +17,9 @@ import { CLI_SERVICE_NAME, createTracing } from '../observability/tracing';
 import { connectClient } from '../workers/clients';
 import { InvalidInputError, isRunbook, RUNBOOKS, startRunbook, type RunbookName } from '../runbooks/registry';
 import { rerunDrill } from './rerun-drill';
+import { loadRotations } from '../runbooks/config-files';
+import type { ReconcileReport } from '../schemas/reconcile';
+import { scheduleFiles } from './schedules';
 
 const SIGNALS = ['resume', 'pause', 'stop'] as const;
 
@@ -163,6 +167,40 @@ program
   .description('wait for a runbook to finish and print its result')
   .argument('<workflowId>')
   .action(async (workflowId: string) => withClient(async (client) => print(await client.workflow.getHandle(workflowId).result())));
+
+/** The findings of a reconcile run as a plain table (kind, subject, action, detail). */
+export function findingsTable(r: ReconcileReport): string {
+  const rows = r.findings.map((f) => [f.kind, f.subject, f.error ? `${f.action} (failed: ${f.error})` : f.action, f.detail]);
+  const head = ['kind', 'subject', 'action', 'detail'];
+  const width = head.map((h, i) => Math.min(60, Math.max(h.length, ...rows.map((row) => row[i]!.length))));
+  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(width[i]!))).join('  ');
+  const c = r.counts;
+  return [
+    ...(rows.length ? [line(head), line(width.map((w) => '-'.repeat(w))), ...rows.map(line)] : ['no drift found']),
+    '',
+    `${c.total} finding(s): ${c.repaired} repaired, ${c.reported} reported, ${c.skippedBusy} skipped (busy), ${c.failed} failed${r.dryRun ? ' (dry run: nothing changed)' : ''}`,
+    ...r.notChecked.map((n) => `not checked: ${n}`),
+  ].join('\n');
+}
+
+program
+  .command('reconcile')
+  .description('find the drift terminated runs leave (balancers, replicas, pending Vault versions, leases, drill leftovers), repair it, print the findings')
+  .option('--dry-run', 'report only, change nothing')
+  .option('--no-repair', 'report only (as a dry run)')
+  .option('--service <name...>', 'limit the service checks to these (drill copies: "drill-copy")')
+  .action(async (opts: { dryRun?: boolean; repair: boolean; service?: string[] }) =>
+    withClient(async (client, taskQueue) => {
+      // The configured credentials' pending versions are checked (as the schedule does).
+      const vaultPaths = [...new Set(loadRotations(scheduleFiles().rotations).map((r) => r.vaultPath))];
+      const input = { dryRun: Boolean(opts.dryRun), repair: opts.repair, vaultPaths, ...(opts.service ? { services: opts.service } : {}) };
+      const handle = await startRunbook(client, 'reconcile', input, { taskQueue });
+      process.stderr.write(`started reconcile: ${handle.workflowId}\n`);
+      const report: ReconcileReport = await handle.result();
+      process.stdout.write(`${findingsTable(report)}\n`);
+      if (report.counts.failed > 0) process.exitCode = 1;
+    }),
+  );
 
 program
   .command('rerun-drill')

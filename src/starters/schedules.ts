@@ -2,10 +2,11 @@
  * npm run schedules: reconcile the project's Temporal Schedules with its config files. One
  * schedule per credential (config/rotations.json, or DURABLE_OPS_ROTATIONS_CONFIG):
  * rotateCredential every `periodDays` (seed 90); per drill (config/drills.json); per database and
- * volume (config/backups.json). Each is created or updated to the configured spec, policies and
- * catch-up window, and the project's schedules whose entry left the config are deleted. The
- * project's schedules are those this installer created for the same task queue (the memo it
- * stamps; schedules from before the memo: the note it writes); any other schedule is left alone.
+ * volume (config/backups.json); and reconcile every RECONCILE_EVERY_MS (seed 15 min). Each is
+ * created or updated to the configured spec, policies and catch-up window, and the project's
+ * schedules whose entry left the config are deleted. The project's schedules are those this
+ * installer created for the same task queue (the memo it stamps; schedules from before the memo:
+ * the note it writes); any other schedule is left alone.
  *   npm run schedules                      reconcile
  *   npm run schedules -- --trigger app-db  rotate one now (as the schedule would)
  */
@@ -18,6 +19,7 @@ import type { RotateCredentialParams } from '../schemas/rotate-credential';
 import * as seed from '../config/defaults';
 import { backupDatabaseInputSchema, verifyBackupsInputSchema, type BackupKind } from '../schemas/database';
 import type { BackupVolumeParams } from '../schemas/volume';
+import { reconcileInputSchema } from '../schemas/reconcile';
 import { drillSubject } from '../schemas/recovery-drill';
 import { DEFAULT_BACKUPS_FILE, DEFAULT_DRILLS_FILE, DEFAULT_ROTATIONS_FILE, loadDrills, loadRotations, readBackupsFile, type BackupSchedule, type DrillSchedule } from '../runbooks/config-files';
 import { connectClient } from '../workers/clients';
@@ -135,6 +137,8 @@ export interface ScheduleFiles {
   rotations: string;
   drills: string;
   backups: string;
+  /** The reconcile schedule's interval (scheduleFiles(): RECONCILE_EVERY_MS); unset: no reconcile schedule in the set. */
+  reconcileEveryMs?: number;
 }
 
 /** The config files (environment overrides, else the committed ones). */
@@ -142,6 +146,7 @@ export const scheduleFiles = (env: NodeJS.ProcessEnv = process.env): ScheduleFil
   rotations: env.DURABLE_OPS_ROTATIONS_CONFIG ?? DEFAULT_ROTATIONS_FILE,
   drills: env.DURABLE_OPS_DRILLS_CONFIG ?? DEFAULT_DRILLS_FILE,
   backups: env.DURABLE_OPS_BACKUPS_CONFIG ?? DEFAULT_BACKUPS_FILE,
+  reconcileEveryMs: seed.RECONCILE_EVERY_MS,
 });
 
 /** Every schedule the config files ask for. Reads and validates all of them first: a bad file deletes nothing. */
@@ -154,6 +159,7 @@ export function configuredSchedules(files: ScheduleFiles, taskQueue: string): Sc
     ...drills.map((d) => drillScheduleOptions(d, taskQueue)),
     ...backups.databases.flatMap((b) => backupScheduleOptions(b, taskQueue)),
     ...backups.volumes.map((v) => volumeBackupScheduleOptions(v, taskQueue)),
+    ...(files.reconcileEveryMs ? [reconcileScheduleOptions(rotations, taskQueue, files.reconcileEveryMs)] : []),
   ];
 }
 
@@ -248,6 +254,38 @@ export function volumeBackupScheduleOptions(v: BackupVolumeParams, taskQueue: st
     },
     policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: seed.BACKUP_CATCHUP_WINDOW_MS, pauseOnFailure: false },
     state: { note: `${summary} every ${Math.round(seed.VOLUME_BACKUP_EVERY_MS / 60_000)} min (managed by npm run schedules)` },
+  };
+}
+
+/**
+ * reconcile every RECONCILE_EVERY_MS (seed: 15 min): the drift terminated runs leave is repaired
+ * within that long. Its input names the configured credentials' Vault paths (their pending versions
+ * are checked). Skipped while the previous one still runs; no pause on failure.
+ */
+/** One reconcile schedule per engine: `reconcile` for the operator's queue, `reconcile/<queue>` for another (a test run, a bench). */
+export const reconcileScheduleId = (taskQueue: string) => (taskQueue === seed.DEFAULT_TASK_QUEUE ? 'reconcile' : `reconcile/${taskQueue}`);
+
+export function reconcileScheduleOptions(rotations: RotateCredentialParams[], taskQueue: string, everyMs: number = seed.RECONCILE_EVERY_MS): ScheduleOptions {
+  const input = reconcileInputSchema.parse({ vaultPaths: [...new Set(rotations.map((r) => r.vaultPath))] });
+  const scheduleId = reconcileScheduleId(taskQueue);
+  return {
+    scheduleId,
+    spec: { intervals: [{ every: everyMs }] },
+    action: {
+      type: 'startWorkflow',
+      workflowType: 'reconcile',
+      workflowId: `${scheduleId}/scheduled`,
+      taskQueue,
+      args: [input],
+      typedSearchAttributes: [
+        { key: SERVICE_ATTR, value: 'all' },
+        { key: RUNBOOK_ATTR, value: 'reconcile' },
+      ],
+      staticSummary: 'scheduled reconcile: repair the drift terminated runs left',
+    },
+    // A missed run is not worth catching up long after: the next one comes within everyMs.
+    policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: everyMs, pauseOnFailure: false },
+    state: { note: `reconcile every ${Math.round(everyMs / 60_000)} min (managed by npm run schedules)` },
   };
 }
 

@@ -16,3 +16,4 @@ export { startDatabase } from './start-database';
 export { backupVolume } from './backup-volume';
 export { restoreVolume } from './restore-volume';
 export { serviceLease } from './service-lease';
+export { reconcile } from './reconcile';
