@@ -26,6 +26,8 @@ export async function runDemo(opts: {
   restartPolicy?: 'no' | 'on-failure' | 'always';
   /** Docker HEALTHCHECK interval (ms); short in tests. */
   healthIntervalMs?: number;
+  /** A named volume mounted at /data (created by Docker if absent). */
+  volume?: string;
 }): Promise<DemoContainer> {
   const controlDir = mkdtempSync(path.join(tmpdir(), `${opts.name}-control-`));
   await docker.getContainer(opts.name).remove({ force: true }).catch(() => undefined);
@@ -38,7 +40,7 @@ export async function runDemo(opts: {
     Healthcheck: { Test: ['CMD', '/bin/healthcheck'], Interval: interval, Timeout: 2_000 * NS, Retries: 3, StartPeriod: interval },
     HostConfig: {
       NetworkMode: 'host',
-      Binds: [`${controlDir}:/control`],
+      Binds: [`${controlDir}:/control`, ...(opts.volume ? [`${opts.volume}:/data`] : [])],
       RestartPolicy: { Name: opts.restartPolicy ?? 'no' },
     },
   });

@@ -59,8 +59,8 @@ export async function startTestLb(backends: LbBackend[], opts: { declareReplica1
     dir,
     stat,
     /** Replica 1 of the service, serving; with `inBalancer`, also wait until HAProxy reports it UP. */
-    async seedContainer(s: LbBackend, o: { inBalancer?: boolean; healthIntervalMs?: number } = {}): Promise<DemoContainer> {
-      const d = await runDemo({ name: `${s.service}-1`, port: s.base + 1, healthIntervalMs: o.healthIntervalMs ?? 1_000 });
+    async seedContainer(s: LbBackend, o: { inBalancer?: boolean; healthIntervalMs?: number; volume?: string } = {}): Promise<DemoContainer> {
+      const d = await runDemo({ name: `${s.service}-1`, port: s.base + 1, healthIntervalMs: o.healthIntervalMs ?? 1_000, ...(o.volume ? { volume: o.volume } : {}) });
       demos.push(d);
       await waitUntil(`${d.name} to serve`, async () => (await httpStatus(d.healthUrl)) === 200, 20_000);
       if (o.inBalancer ?? opts.declareReplica1) await waitUntil(`${s.backend}/${d.name} UP in HAProxy`, async () => (await stat(s.backend)).some((r) => r.svname === d.name && r.status === 'UP'), 20_000);
