@@ -84,6 +84,7 @@ before(async () => {
   const two = await runDemo({ name: unserved, port: S.base + 2, healthIntervalMs: 1_000 });
   lb.track(two);
   await waitUntil(`${unserved} to serve`, async () => (await httpStatus(two.healthUrl)) === 200, 20_000);
+  await waitUntil(`${unserved} healthy for Docker`, async () => (await docker.getContainer(unserved).inspect()).State.Health?.Status === 'healthy', 20_000, 200);
   // (a) a server for replica 7, which does not exist, in HAProxy and in Nginx's upstream.
   await mock.run(haproxy().haproxyAddServer, { backend: S.backend, server: ghost, port: S.base + 7, weight: 1 });
   await mock.run(nginx().nginxSyncUpstream, { backend: S.backend, servers: [{ name: `${S.service}-1`, port: S.base + 1, weight: 1 }, { name: ghost, port: S.base + 7, weight: 1 }] });
@@ -177,4 +178,55 @@ test('reconcile repairs each drift and reports it; a second run finds nothing', 
 
   const again = await runReconcile({});
   assert.deepEqual(again.findings, [], 'nothing left to repair');
+});
+
+const scale = (input: { replicas: number; approval?: 'none' | 'required' }) =>
+  startRunbook(client, 'scaleService', { service: S.service, backend: S.backend, basePort: S.base, mode: 'containers', stepDelayMs: 0, healthTimeoutMs: 20_000, ...input }, { taskQueue, workflowId: uniqueName(`scale-${S.service}`) });
+
+test('a service whose lease a live change holds is skipped as busy, and repaired once it is free', async () => {
+  // A scale waiting for its approval holds the service's lease: a live change.
+  const held = await scale({ replicas: 3, approval: 'required' });
+  await waitUntil('the scale to wait for approval', async () => (await held.query<{ state: string }>('status')).state === 'awaiting-approval', 20_000, 200);
+  const ghost8 = `${S.service}-8`;
+  await mock.run(haproxy().haproxyAddServer, { backend: S.backend, server: ghost8, port: S.base + 8, weight: 1 });
+
+  const busy = await runReconcile({});
+  const f = find(busy, 'balancer-orphan', `${S.backend}/${ghost8}`);
+  assert.equal(f?.action, 'skipped-busy', JSON.stringify(busy.findings));
+  assert.match(f.detail, /scaleService/);
+  assert.ok((await lb.stat(S.backend)).some((r) => r.svname === ghost8), 'left as it is while busy');
+
+  await held.executeUpdate('reject', { args: [{ by: 'test', reason: 'not now, reconcile test' }] });
+  await held.result();
+  const free = await runReconcile({});
+  assert.equal(find(free, 'balancer-orphan', `${S.backend}/${ghost8}`)?.action, 'repaired');
+  await lb.assertInRotation(S, [1, 2]);
+});
+
+test('a clone above the target of the last finished scale is taken out and removed; with no target it is only reported', async () => {
+  const clone = `${S.service}-3`;
+  const labels = { 'durable-ops.replica-of': S.service, 'durable-ops.slot': '3' };
+  demos.push(await runDemo({ name: clone, port: S.base + 3, labels, healthIntervalMs: 1_000 }));
+  await waitUntil(`${clone} to serve`, async () => (await httpStatus(`http://127.0.0.1:${S.base + 3}/health`)) === 200, 20_000);
+
+  // No finished scale of this service yet (the rejected one sets no target): reported, left alone.
+  const unknown = await runReconcile({});
+  assert.equal(find(unknown, 'replica-extra', clone)?.action, 'reported', JSON.stringify(unknown.findings));
+  assert.ok(await exists(clone));
+
+  // A scale to 2 that finished records the target 2 (it removes the clone itself, as slot 3 is
+  // above it); then the clone comes back, as a scale-up terminated after starting it would leave it.
+  const done = await scale({ replicas: 2 });
+  const result = await done.result();
+  assert.ok(['scaled', 'unchanged'].includes((result as { outcome: string }).outcome));
+  await waitUntil('the finished scale listed', async () => {
+    for await (const _w of client.workflow.list({ query: `WorkflowType='scaleService' AND ExecutionStatus='Completed' AND Service='${S.service}' AND TaskQueue='${taskQueue}'` })) return true;
+    return false;
+  }, 20_000, 200);
+  if (!(await exists(clone))) demos.push(await runDemo({ name: clone, port: S.base + 3, labels, healthIntervalMs: 1_000 }));
+
+  const r = await runReconcile({});
+  assert.equal(find(r, 'replica-extra', clone)?.action, 'repaired', JSON.stringify(r.findings));
+  assert.equal(await exists(clone), false);
+  await lb.assertInRotation(S, [1, 2]);
 });
