@@ -4,7 +4,7 @@
  * explicit ones, plan -> approval -> apply (`docker update` / a rolling Swarm service update),
  * verify health for a settle period, and on any failure restore the old limits (saga) and alert.
  */
-import { ActivityFailure, ApplicationFailure, defineQuery, isCancellation, log, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import { ActivityCancellationType, ActivityFailure, ApplicationFailure, CancellationScope, CancelledFailure, defineQuery, isCancellation, log, patched, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { ResourceLimits, ResourceUsage } from '../activities/resources';
 import { INVALID_INPUT } from '../schemas/common';
@@ -18,6 +18,12 @@ import { leaseKeyOf } from '../schemas/lease';
 import { holdingLease, undoing } from './shared/harness';
 
 export const RUNBOOK = 'resizeService';
+/**
+ * A cancel during `docker update` waits for the update to end before the undo runs (otherwise the
+ * update, deaf to the cancel, could land after the restore), and a cancel that arrives once the
+ * checks have passed still rolls back.
+ */
+const UNDO_AFTER_STEP_PATCH = 'resize-undo-after-step';
 
 export type ResizePhase = 'sampling' | 'planning' | 'awaiting-approval' | 'applying' | 'verifying' | 'rolling-back' | 'done' | 'unchanged' | 'rolled-back' | GateOutcome;
 
@@ -148,8 +154,10 @@ export async function resizeService(rawInput: unknown): Promise<ResizeReport> {
     }
 
     // 4. Apply, verify; any failure restores the old limits (saga) and alerts.
+    const undoAfterStep = patched(UNDO_AFTER_STEP_PATCH);
     const applier = proxyActivities<Activities>({
       startToCloseTimeout: '2m',
+      ...(undoAfterStep ? { cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED } : {}),
       retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 5 },
     });
     const convergeMs = replicas * (input.updateDelayMs + input.healthTimeoutMs + 30_000);
@@ -189,9 +197,13 @@ export async function resizeService(rawInput: unknown): Promise<ResizeReport> {
       });
       report.health = health.detail;
       if (!health.healthy) failure = `unhealthy after the resize: ${health.detail}`;
+      if (undoAfterStep && CancellationScope.current().consideredCancelled) {
+        cancelled = new CancelledFailure('cancelled');
+        failure = 'cancelled';
+      }
     } catch (err) {
-      if (isCancellation(err)) {
-        cancelled = err;
+      if (isCancellation(err) || (undoAfterStep && CancellationScope.current().consideredCancelled)) {
+        cancelled = isCancellation(err) ? err : new CancelledFailure('cancelled');
         failure = 'cancelled';
       } else {
         if (!(err instanceof ActivityFailure)) throw err;

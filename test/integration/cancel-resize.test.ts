@@ -5,21 +5,37 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { Client } from '@temporalio/client';
+import { createActivities } from '../../src/activities';
+import type { ResourceLimits } from '../../src/activities/resources';
 import type { ResizeServiceInput } from '../../src/schemas/resize-service';
 import type { ResizeReport } from '../../src/workflows/resize-service';
 import { activitiesAfterCancel, cancelAndExpectCancelled, waitForRunningActivity, waitLeaseFree } from '../helpers/cancel';
 import { docker, httpStatus, inspect, runDemo, type DemoContainer } from '../helpers/docker';
-import { connectClient, startWorker, uniqueName, type RunningWorker } from '../helpers/temporal';
+import { config, connectClient, startWorker, TEST_ALERTING, testLog, uniqueName, type RunningWorker } from '../helpers/temporal';
+import { activityDeps } from '../../src/workers/clients';
 import { waitUntil } from '../helpers/wait';
 
 const MIB = 1024 * 1024;
 let client: Client;
 let worker: RunningWorker;
+/** While set, a `docker update` to these limits waits this long first, deaf to cancellation (as the engine call is). */
+let slowApply: { cpus: number; ms: number } | undefined;
 const containers: DemoContainer[] = [];
 
 before(async () => {
   client = await connectClient();
-  worker = await startWorker({ taskQueue: uniqueName('cancel-resize') });
+  const taskQueue = uniqueName('cancel-resize');
+  const real = createActivities({ ...activityDeps(config, testLog, { client, taskQueue }), alerting: TEST_ALERTING });
+  worker = await startWorker({
+    taskQueue,
+    activities: {
+      ...real,
+      async applyResourceLimits(input: { service: string; mode: 'containers' | 'swarm'; limits: ResourceLimits; delayMs?: number }) {
+        if (slowApply && input.limits.cpus === slowApply.cpus) await new Promise((r) => setTimeout(r, slowApply!.ms));
+        return real.applyResourceLimits(input);
+      },
+    },
+  });
 });
 
 after(async () => {
@@ -48,9 +64,9 @@ const limitsOf = async (name: string) => {
 
 const fast = { windowMs: 2_000, sampleIntervalMs: 1_000, healthTimeoutMs: 10_000, verifyIntervalMs: 250, limits: { cpu: 0.5, memoryMb: 128 } } satisfies Partial<ResizeServiceInput>;
 
-// Each apply step: the limits written, the engine read back until it shows them, the health watched.
+// The apply steps after the write (the engine read back until it shows the limits, the health watched);
+// a cancel inside the write itself (milliseconds for real) is the slow docker update test below.
 for (const [step, port] of [
-  ['applyResourceLimits', 19461],
   ['waitResourcesApplied', 19462],
   ['watchHealth', 19463],
 ] as const) {
@@ -81,3 +97,21 @@ for (const [step, port] of [
     assert.equal(await httpStatus(c.healthUrl), 200, 'the service still serves');
   });
 }
+
+test('cancelled while a slow docker update is in flight: the undo waits for it, so the old limits win', async () => {
+  const c = await demo(19464);
+  const original = await limitsOf(c.name);
+  slowApply = { cpus: fast.limits.cpu, ms: 2_000 };
+  try {
+    const handle = await client.workflow.start('resizeService', { taskQueue: worker.taskQueue, workflowId: uniqueName('cancel-resize'), args: [{ service: c.name, ...fast, verifyStableMs: 30_000, healthUrl: c.healthUrl }] });
+    const t0 = Date.now();
+    await waitForRunningActivity(handle, 'applyResourceLimits');
+    await cancelAndExpectCancelled(handle);
+    console.log(`  cancelled in a slow docker update: CANCELED ${Date.now() - t0} ms after the update started`);
+    assert.ok((await activitiesAfterCancel(handle)).includes('applyResourceLimits'), 'the undo wrote the old limits after the cancel request');
+    await waitUntil('the worker to have no activity in flight', () => worker.worker.getStatus().numInFlightActivities === 0, 30_000, 100);
+    assert.deepEqual(await limitsOf(c.name), original, 'docker inspect: the limits from before the run, after every activity has ended');
+  } finally {
+    slowApply = undefined;
+  }
+});
