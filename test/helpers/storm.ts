@@ -133,6 +133,8 @@ export async function runStorm(opts: StormOptions): Promise<StormReport> {
       await lb.seedContainer(s, { inBalancer: false, volume: s.volume });
       const h = await startRunbook(client, 'scaleService', { service: s.service, backend: s.backend, basePort: s.base, mode: 'containers', replicas: 1 }, { taskQueue, workflowId: uniqueName(`storm-adopt-${s.service}`) });
       await h.result();
+      // A first backup of its volume, so a restore always has one.
+      await (await startRunbook(client, 'backupVolume', { volume: s.volume, keep: 2 }, { taskQueue, workflowId: uniqueName(`storm-first-backup-${s.service}`) })).result();
       await client.workflow.start('superviseService', {
         taskQueue,
         workflowId: `supervise/${s.service}-1`,
