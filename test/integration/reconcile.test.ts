@@ -208,6 +208,7 @@ test('a clone above the target of the last finished scale is taken out and remov
   const labels = { 'durable-ops.replica-of': S.service, 'durable-ops.slot': '3' };
   demos.push(await runDemo({ name: clone, port: S.base + 3, labels, healthIntervalMs: 1_000 }));
   await waitUntil(`${clone} to serve`, async () => (await httpStatus(`http://127.0.0.1:${S.base + 3}/health`)) === 200, 20_000);
+  await waitUntil(`${clone} healthy for Docker`, async () => (await docker.getContainer(clone).inspect()).State.Health?.Status === 'healthy', 20_000, 200);
 
   // No finished scale of this service yet (the rejected one sets no target): reported, left alone.
   const unknown = await runReconcile({});
