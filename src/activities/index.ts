@@ -79,7 +79,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createPgInstanceActivities({ log: deps.log, env: deps.env }),
     ...createMainClusterActivities({ log: deps.log, env: deps.env }),
     ...createBackupActivities({ log: deps.log, env: deps.env, docker: deps.docker }),
-    ...createMetricsActivities({ log: deps.log }),
+    ...createMetricsActivities({ log: deps.log, ...(deps.env ? { env: deps.env } : {}) }),
     // Horizontal scaling: replicas (Docker/Swarm) and the load balancers (folder from DURABLE_OPS_LB_DIR).
     ...createReplicaActivities({ docker: deps.docker, log: deps.log, breakers, ...(deps.fetch ? { fetch: deps.fetch } : {}) }),
     ...createHaproxyActivities({ lbDir: () => (deps.env ?? process.env).DURABLE_OPS_LB_DIR || undefined, log: deps.log }),

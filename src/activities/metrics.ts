@@ -4,6 +4,8 @@
  * so a replayed workflow never counts a restart twice.
  */
 import type { Logger } from 'pino';
+import { loadConfig } from '../config/env';
+import type { ConfiguredRestartDefaults } from '../schemas/supervise-service';
 import { restartsTotal, timeToRecover, type RestartOutcome } from '../observability/metrics';
 
 export interface RecoveryRecord {
@@ -18,8 +20,13 @@ export interface RecoveryRecord {
   healthyAt?: number;
 }
 
-export function createMetricsActivities({ log }: { log: Logger }) {
+export function createMetricsActivities({ log, env = process.env }: { log: Logger; env?: NodeJS.ProcessEnv }) {
   return {
+    /** The worker's configured restart defaults (DURABLE_OPS_RESTART_*; the seed's where unset). A local activity of the supervisor. */
+    async configuredRestartDefaults(): Promise<ConfiguredRestartDefaults> {
+      const c = loadConfig(env);
+      return { maxAttempts: c.DURABLE_OPS_RESTART_MAX_ATTEMPTS, initialDelayMs: c.DURABLE_OPS_RESTART_SEC_MS, maxDelayMs: c.DURABLE_OPS_RESTART_BACKOFF_MAX_MS };
+    },
     async recordRecovery(r: RecoveryRecord): Promise<void> {
       if (r.restarted) restartsTotal.inc({ service: r.service, outcome: r.outcome });
       if (r.outcome === 'healthy' && r.healthyAt !== undefined && r.failedAt > 0) {

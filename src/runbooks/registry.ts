@@ -8,7 +8,6 @@
  */
 import { WorkflowIdConflictPolicy, type Client, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import { z } from 'zod';
-import { loadConfig, type Config } from '../config/env';
 import { RUNBOOK_ATTR, SERVICE_ATTR } from '../config/search-attributes';
 import { describeIssues } from '../schemas/common';
 import { backupDatabaseInputSchema, restoreDatabaseInputSchema, verifyBackupsInputSchema } from '../schemas/database';
@@ -206,34 +205,14 @@ export function isRunbook(name: string): name is RunbookName {
 /** A registry entry, typed loosely enough to read any runbook's fields. */
 export const runbookSpec = (runbook: RunbookName): RunbookSpec<z.ZodType> => RUNBOOKS[runbook] as RunbookSpec<z.ZodType>;
 
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-
 /**
- * The seed defaults an operator overrode in the environment (DURABLE_OPS_RESTART_*), filled in
- * where the input leaves them out. Whatever the input says wins; anything malformed is left for
- * the schema to report.
+ * Validate an input with the runbook's schema; throws InvalidInputError naming each bad field.
+ * Defaults an operator configured in the environment are the worker's to apply (the supervisor
+ * reads them first thing), not the client's: the input goes as given.
  */
-export function applyConfiguredDefaults(runbook: RunbookName, raw: unknown, config: Config): unknown {
-  if (runbook !== 'superviseService' || !isObject(raw)) return raw;
-  if (raw.restart !== undefined && !isObject(raw.restart)) return raw;
-  return {
-    ...raw,
-    restart: {
-      maxAttempts: config.DURABLE_OPS_RESTART_MAX_ATTEMPTS,
-      initialDelayMs: config.DURABLE_OPS_RESTART_SEC_MS,
-      maxDelayMs: config.DURABLE_OPS_RESTART_BACKOFF_MAX_MS,
-      ...(raw.restart ?? {}),
-    },
-  };
-}
-
-/**
- * Validate an input with the runbook's schema (after the configured defaults); throws
- * InvalidInputError naming each bad field.
- */
-export function validateInput(runbook: RunbookName, raw: unknown, config: Config = loadConfig()): { input: unknown; service: string; summary: string } {
+export function validateInput(runbook: RunbookName, raw: unknown): { input: unknown; service: string; summary: string } {
   const s = runbookSpec(runbook);
-  const parsed = s.schema.safeParse(applyConfiguredDefaults(runbook, raw, config));
+  const parsed = s.schema.safeParse(raw);
   if (!parsed.success) throw new InvalidInputError(runbook, describeIssues(parsed.error));
   return { input: parsed.data, service: s.service(parsed.data), summary: s.summary(parsed.data) };
 }
@@ -255,7 +234,8 @@ export async function startRunbook(client: Client, runbook: RunbookName, raw: un
   return client.workflow.start(runbook, {
     taskQueue: opts.taskQueue,
     workflowId: opts.workflowId ?? s.workflowId(input, new Date()),
-    args: [input],
+    // As given (validated): the workflow fills the defaults, the worker's configured ones included.
+    args: [raw],
     typedSearchAttributes: [
       { key: SERVICE_ATTR, value: service },
       { key: RUNBOOK_ATTR, value: runbook },

@@ -59,3 +59,22 @@ export const failureSignalSchema = z.strictObject({
 });
 
 export type FailureSignal = z.input<typeof failureSignalSchema>;
+
+/** The restart-policy defaults an operator configured for the worker (DURABLE_OPS_RESTART_*). */
+export interface ConfiguredRestartDefaults {
+  maxAttempts: number;
+  initialDelayMs: number;
+  maxDelayMs: number;
+}
+
+/**
+ * Fill the configured defaults in where a raw superviseService input leaves them out (whatever the
+ * input says wins; anything malformed is left for the schema to report). Applied by the worker (the
+ * supervisor reads them first thing), so a supervisor started from the UI, the CLI or the bridge
+ * gets the same ones.
+ */
+export function withConfiguredDefaults(raw: unknown, d: ConfiguredRestartDefaults): unknown {
+  const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+  if (!isObject(raw) || (raw.restart !== undefined && !isObject(raw.restart))) return raw;
+  return { ...raw, restart: { ...d, ...((raw.restart as Record<string, unknown> | undefined) ?? {}) } };
+}

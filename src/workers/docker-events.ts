@@ -69,7 +69,9 @@ export function inputFromLabels(name: string, labels: Record<string, string>, lo
   }
   const raw = { ...extra, service: name, healthUrl: labels[LABEL_HEALTH_URL] };
   try {
-    return validateInput('superviseService', raw).input;
+    // Validated here, sent as given: the supervisor fills in the worker's configured defaults.
+    validateInput('superviseService', raw);
+    return raw;
   } catch (err) {
     log.error({ service: name, error: (err as Error).message }, 'labels do not make a valid supervisor input; not supervising');
     return undefined;

@@ -6,7 +6,7 @@
  * corrupt one is skipped and reported in `skipped`, and the next older one is restored. On failure the
  * half-restored instance is dropped before the workflow fails: no half-restored instance is left.
  */
-import { ApplicationFailure, defineQuery, isCancellation, proxyActivities, proxyLocalActivities, setHandler } from '@temporalio/workflow';
+import { ActivityCancellationType, ApplicationFailure, CancellationScope, CancelledFailure, defineQuery, isCancellation, proxyActivities, proxyLocalActivities, setHandler } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import * as seed from '../config/defaults';
 import { restoreDatabaseInputSchema, type BackupKind, type DatabaseRef } from '../schemas/database';
@@ -47,6 +47,8 @@ const local = proxyLocalActivities<Activities>({
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '20s', maximumAttempts: 5 },
 });
 const restore = proxyActivities<Activities>({
+  // A cancel waits for a running step to end before the undo runs (a step deaf to the cancel could land after its undo).
+  cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
   startToCloseTimeout: seed.PG_RESTORE_TIMEOUT_MS + 60 * 60_000,
   heartbeatTimeout: seed.RESTORE_HEARTBEAT_TIMEOUT_MS,
   retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5, nonRetryableErrorTypes: ['InvalidInput', 'BackupNotFound', 'BackupCorrupt'] },
@@ -97,6 +99,8 @@ export async function restoreDatabase(rawInput: unknown): Promise<RestoreDatabas
           input.kind === 'physical'
             ? await restore.restorePhysical({ source: input.source, backupId: m.backupId, pointInTime: input.pointInTime, instanceId: input.instanceId })
             : await restore.restoreLogical({ source: input.source, backupId: m.backupId, instanceId: input.instanceId });
+        // Cancelled while the restore ran (it waited for it to end): the new instance goes, as on any failure.
+        if (CancellationScope.current().consideredCancelled) throw new CancelledFailure('cancelled while restoring');
         status.phase = 'done';
         show();
         return { instance: r.instance, backupId: r.backupId, kind: r.kind, skipped: status.skipped, restoredAt: r.restoredAt, recoveryTarget: r.recoveryTarget, durationMs: now() - startedAt };

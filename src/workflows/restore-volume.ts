@@ -11,7 +11,7 @@
  * down. Every step is idempotent (stop/start 304, the volume emptied and refilled on each try),
  * so a retry after a worker crash simply finishes the same restore.
  */
-import { ApplicationFailure, defineQuery, proxyActivities, proxyLocalActivities, setHandler } from '@temporalio/workflow';
+import { ActivityCancellationType, ApplicationFailure, defineQuery, proxyActivities, proxyLocalActivities, setHandler } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import * as seed from '../config/defaults';
 import { restoreVolumeInputSchema } from '../schemas/volume';
@@ -48,6 +48,8 @@ export interface RestoreVolumeStatus {
 export const restoreVolumeStatusQuery = defineQuery<RestoreVolumeStatus>('status');
 
 const quick = proxyActivities<Activities>({
+  // A cancel waits for a running step to end before the undo runs (a step deaf to the cancel could land after its undo).
+  cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
   startToCloseTimeout: '1m',
   retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 10, nonRetryableErrorTypes: ['InvalidInput'] },
 });
@@ -62,6 +64,8 @@ const verify = proxyActivities<Activities>({
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '20s', maximumAttempts: 5 },
 });
 const restore = proxyActivities<Activities>({
+  // A cancel waits for a running step to end before the undo runs (a step deaf to the cancel could land after its undo).
+  cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
   startToCloseTimeout: '3h',
   heartbeatTimeout: seed.RESTORE_HEARTBEAT_TIMEOUT_MS,
   retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5, nonRetryableErrorTypes: ['InvalidInput', 'BackupNotFound', 'BackupCorrupt', 'TargetUnavailable'] },
@@ -89,6 +93,7 @@ export async function restoreVolume(rawInput: unknown): Promise<RestoreVolumeRes
     retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 3 },
   });
   const { stopContainer } = proxyActivities<Activities>({
+    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
     startToCloseTimeout: `${input.stopTimeoutSec + 60}s`,
     heartbeatTimeout: '10s',
     retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 10, nonRetryableErrorTypes: ['ServiceNotFound'] },

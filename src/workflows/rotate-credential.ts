@@ -12,7 +12,7 @@
  * the current credential, an alert goes out, and the workflow fails with the reason.
  * No secret value ever crosses the workflow: activities pass Vault paths and versions.
  */
-import { ApplicationFailure, defineQuery, isCancellation, log, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import { ActivityCancellationType, ApplicationFailure, CancellationScope, CancelledFailure, defineQuery, isCancellation, log, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { rotateCredentialInputSchema, type RotateCredentialParams, type RotationTarget } from '../schemas/rotate-credential';
 import { now } from './shared/deterministic';
@@ -55,10 +55,14 @@ export interface RotationReport {
 export const rotationStatusQuery = defineQuery<RotationReport>('status');
 
 const vault = proxyActivities<Activities>({
+  // A cancel waits for a running step to end before the undo runs (a step deaf to the cancel could land after its undo).
+  cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
   startToCloseTimeout: '30s',
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '20s', maximumAttempts: 10 },
 });
 const target = proxyActivities<Activities>({
+  // A cancel waits for a running step to end before the undo runs (a step deaf to the cancel could land after its undo).
+  cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
   startToCloseTimeout: '30m',
   heartbeatTimeout: '10s',
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '20s', maximumAttempts: 5 },
@@ -166,6 +170,8 @@ export async function rotateCredential(rawInput: unknown): Promise<RotationRepor
       } else {
         await vault.checkVersionReadable({ vaultPath: input.vaultPath, version: created.version });
       }
+      // Cancelled while the last step ran (it waited for the step to end): roll back rather than promote.
+      if (CancellationScope.current().consideredCancelled) throw new CancelledFailure('cancelled before finish');
     } catch (err) {
       const failedIn = report.phase;
       const cancelled = isCancellation(err);

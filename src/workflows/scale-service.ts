@@ -15,7 +15,7 @@
  * resumes without adding a replica twice or losing one.
  * Usable as a child workflow (the autoscaler): the result carries outcome, before and after.
  */
-import { ApplicationFailure, defineQuery, isCancellation, log, proxyActivities, setHandler, sleep, workflowInfo, ActivityFailure } from '@temporalio/workflow';
+import { ActivityCancellationType, ApplicationFailure, defineQuery, isCancellation, log, proxyActivities, setHandler, sleep, workflowInfo, ActivityFailure } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { INVALID_INPUT } from '../schemas/common';
 import { replicaName, scaleServiceInputSchema, type ScaleServiceParams } from '../schemas/scale-service';
@@ -87,6 +87,8 @@ export interface ScaleResult {
 export const scaleStatusQuery = defineQuery<ScaleReport>('status');
 
 const quick = proxyActivities<Activities>({
+  // A cancel waits for a running step to end before the undo runs (a step deaf to the cancel could land after its undo).
+  cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
   // Short: a retry after a worker crash starts this soon (the calls are a few engine or socket requests).
   startToCloseTimeout: '15s',
   retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '5s', maximumAttempts: 8 },
@@ -111,6 +113,8 @@ export async function scaleService(rawInput: unknown): Promise<ScaleResult> {
   const ref = { service, mode, basePort };
 
   const waits = proxyActivities<Activities>({
+    // A cancel waits for a running step to end before the undo runs (a step deaf to the cancel could land after its undo).
+    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
     startToCloseTimeout: input.healthTimeoutMs + input.drainTimeoutMs + 60_000,
     heartbeatTimeout: '5s',
     retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '5s', maximumAttempts: 5 },

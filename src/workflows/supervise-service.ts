@@ -23,7 +23,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import { failureSignalSchema, superviseServiceInputSchema, type FailureSignal, type SuperviseServiceParams } from '../schemas/supervise-service';
+import { failureSignalSchema, superviseServiceInputSchema, withConfiguredDefaults, type FailureSignal, type SuperviseServiceParams } from '../schemas/supervise-service';
 import { fullJitterDelayMs } from './shared/backoff';
 import { now, random } from './shared/deterministic';
 import { beginRunbook, iso, showDetails } from './shared/runbook';
@@ -102,7 +102,10 @@ const alerts = proxyActivities<Activities>({
 });
 
 export async function superviseService(rawInput: unknown, carried?: SupervisorCarry): Promise<SupervisorResult> {
-  const input = beginRunbook(RUNBOOK, superviseServiceInputSchema, rawInput, (i) => i.service);
+  // The worker's configured restart defaults (not the client's): the same whoever starts it. A
+  // carried run has them in its parsed input already.
+  const raw = !carried && patched('configured-defaults-in-worker') ? withConfiguredDefaults(rawInput, await metrics.configuredRestartDefaults()) : rawInput;
+  const input = beginRunbook(RUNBOOK, superviseServiceInputSchema, raw, (i) => i.service);
   const { service, restart: policy } = input;
 
   const restarter = proxyActivities<Activities>({

@@ -13,6 +13,7 @@ import type { PayloadCodec } from '@temporalio/common';
 import { codecFor, type AesGcmCodec } from '../../src/codec/codec';
 import { activityDeps } from '../../src/workers/clients';
 import { createLeaseActivities } from '../../src/activities/leases';
+import { createMetricsActivities } from '../../src/activities/metrics';
 import { createWorker } from '../../src/workers/worker';
 
 export const config = loadConfig();
@@ -62,7 +63,8 @@ export async function startWorker(opts: { taskQueue?: string; activities?: objec
     taskQueue,
     deps,
     // Stubbed activities still get the real service leases (they need Temporal only): every change holds one.
-    activities: opts.activities ? { ...createLeaseActivities({ client, taskQueue, log: opts.log ?? testLog, livenessCheckMs: 500, idleEndMs: 5_000 }), ...opts.activities } : undefined,
+    // So do the worker's own configured defaults (the supervisor reads them first).
+    activities: opts.activities ? { ...createMetricsActivities({ log: opts.log ?? testLog, env: opts.env ?? process.env }), ...createLeaseActivities({ client, taskQueue, log: opts.log ?? testLog, livenessCheckMs: 500, idleEndMs: 5_000 }), ...opts.activities } : undefined,
     bundlePath: config.DURABLE_OPS_WORKFLOW_BUNDLE,
     tracing: opts.tracing,
     codec: opts.codec === false ? false : (opts.codec ?? testCodec()),

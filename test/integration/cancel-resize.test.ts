@@ -2,7 +2,9 @@
  * Cancel leaves the service as it was: resizeService cancelled at each apply step, on a real
  * demo container (real `docker update`, real health checks). Ports 127.0.0.1:19460-19469.
  */
+import { leaseKeyOf } from '../../src/schemas/lease';
 import assert from 'node:assert/strict';
+import { Context } from '@temporalio/activity';
 import { after, before, test } from 'node:test';
 import type { Client } from '@temporalio/client';
 import { createActivities } from '../../src/activities';
@@ -33,6 +35,11 @@ before(async () => {
       async applyResourceLimits(input: { service: string; mode: 'containers' | 'swarm'; limits: ResourceLimits; delayMs?: number }) {
         if (slowApply && input.limits.cpus === slowApply.cpus) await new Promise((r) => setTimeout(r, slowApply!.ms));
         return real.applyResourceLimits(input);
+      },
+      // The read-back is milliseconds for real: a cancellable pause first, so the cancel lands inside it.
+      async waitResourcesApplied(input: Parameters<typeof real.waitResourcesApplied>[0]) {
+        if (input.limits.cpus === fast.limits.cpu) await Context.current().sleep(3_000);
+        return real.waitResourcesApplied(input);
       },
     },
   });
@@ -93,7 +100,7 @@ for (const [step, port] of [
     const undo = await activitiesAfterCancel(handle);
     assert.ok(undo.includes('applyResourceLimits') && undo.includes('waitResourcesApplied'), `undo after the cancel request: ${undo.join(', ')}`);
     assert.ok(undo.indexOf('readResourceLimits') > undo.indexOf('applyResourceLimits'));
-    await waitLeaseFree(client, c.name, worker.taskQueue);
+    await waitLeaseFree(client, leaseKeyOf(c.name), worker.taskQueue);
     assert.equal(await httpStatus(c.healthUrl), 200, 'the service still serves');
   });
 }

@@ -3,6 +3,7 @@
  * half-restored instance; restoreVolume cancelled once the service was stopped starts it again.
  * Real PostgreSQL 15 (pg_dump / pg_restore), real Docker (a demo container on 127.0.0.1:19466).
  */
+import { leaseKeyOf } from '../../src/schemas/lease';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
@@ -103,7 +104,7 @@ test('restoreVolume cancelled after the service was stopped: the service runs ag
   console.log(`  restoreVolume cancelled while restoring: ${Date.now() - t0} ms from start to CANCELED`);
   const undo = await activitiesAfterCancel(handle);
   assert.ok(undo.includes('startContainer'), `the start ran after the cancel request: ${undo.join(', ')}`);
-  await waitLeaseFree(client, svc, worker.taskQueue);
+  await waitLeaseFree(client, leaseKeyOf(svc), worker.taskQueue);
   await workerIdle();
   assert.equal((await inspect(svc)).State.Running, true, 'the service runs again');
   await waitUntil(`${svc} healthy again`, async () => (await httpStatus(healthUrl)) === 200 && (await inspect(svc)).State.Health?.Status === 'healthy', 20_000, 100);

@@ -4,7 +4,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import * as seed from '../../src/config/defaults';
 import { INVALID_INPUT, parseInput } from '../../src/schemas/common';
 import { restartServiceInputSchema } from '../../src/schemas/restart-service';
-import { superviseServiceInputSchema } from '../../src/schemas/supervise-service';
+import { superviseServiceInputSchema, withConfiguredDefaults } from '../../src/schemas/supervise-service';
 import { InvalidInputError, validateInput } from '../../src/runbooks/registry';
 import { ConfigError, loadConfig } from '../../src/config/env';
 
@@ -70,13 +70,16 @@ test('configuration: a bad environment value is named at start-up', () => {
   assert.equal(loadConfig({}).DURABLE_OPS_RESTART_MAX_ATTEMPTS, seed.RESTART_MAX_ATTEMPTS);
 });
 
-test('starters fill the restart defaults an operator overrode in the environment; the input still wins', () => {
-  const config = loadConfig({ DURABLE_OPS_RESTART_MAX_ATTEMPTS: '5', DURABLE_OPS_RESTART_SEC_MS: '2000' });
-  const fromEnv = validateInput('superviseService', ok, config).input as { restart: { maxAttempts: number; initialDelayMs: number; maxDelayMs: number } };
+test('the worker fills the restart defaults an operator configured where the input leaves them out; the input still wins', () => {
+  const d = { maxAttempts: 5, initialDelayMs: 2000, maxDelayMs: seed.RESTART_BACKOFF_MAX_MS };
+  const fromEnv = superviseServiceInputSchema.parse(withConfiguredDefaults(ok, d));
   assert.equal(fromEnv.restart.maxAttempts, 5);
   assert.equal(fromEnv.restart.initialDelayMs, 2000);
   assert.equal(fromEnv.restart.maxDelayMs, seed.RESTART_BACKOFF_MAX_MS);
-  const explicit = validateInput('superviseService', { ...ok, restart: { maxAttempts: 2 } }, config).input as { restart: { maxAttempts: number } };
+  const explicit = superviseServiceInputSchema.parse(withConfiguredDefaults({ ...ok, restart: { maxAttempts: 2 } }, d));
   assert.equal(explicit.restart.maxAttempts, 2);
-  assert.throws(() => validateInput('superviseService', { ...ok, restart: 'often' }, config), /restart: /);
+  assert.equal(explicit.restart.initialDelayMs, 2000);
+  assert.throws(() => validateInput('superviseService', withConfiguredDefaults({ ...ok, restart: 'often' }, d)), /restart: /);
+  // The client no longer applies them: what it validates is what it sends.
+  assert.equal((validateInput('superviseService', ok).input as { restart: { maxAttempts: number } }).restart.maxAttempts, seed.RESTART_MAX_ATTEMPTS);
 });
