@@ -1,14 +1,16 @@
-/** The README's JSON inputs (each after a `<!-- input: <runbook> -->` marker) are valid inputs. */
+/** The JSON inputs of the README and docs/*.md (each after a `<!-- input: <runbook> -->` marker) are valid inputs. */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { parseAlerting } from '../../src/config/alerting';
 import { isRunbook, RUNBOOKS, validateInput } from '../../src/runbooks/registry';
 
 const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
-const examples = [...readme.matchAll(/<!-- input: (\w+) -->\s*```json\n([\s\S]*?)```/g)].map((m) => ({ runbook: m[1]!, json: m[2]! }));
+const docsDir = new URL('../../docs/', import.meta.url);
+const docs = readdirSync(docsDir).filter((f) => f.endsWith('.md')).map((f) => readFileSync(new URL(f, docsDir), 'utf8'));
+const examples = [...[readme, ...docs].join('\n').matchAll(/<!-- input: (\w+) -->\s*```json\n([\s\S]*?)```/g)].map((m) => ({ runbook: m[1]!, json: m[2]! }));
 
-test('every runbook has a README example', () => {
+test('every runbook has an example in the README or docs/', () => {
   assert.deepEqual([...new Set(examples.map((e) => e.runbook))].sort(), Object.keys(RUNBOOKS).sort());
 });
 
