@@ -16,6 +16,7 @@ import { docker, httpStatus, inspect, runDemo, type DemoContainer } from '../hel
 import { config, connectClient, startWorker, TEST_ALERTING, testLog, uniqueName, type RunningWorker } from '../helpers/temporal';
 import { activityDeps } from '../../src/workers/clients';
 import { waitUntil } from '../helpers/wait';
+import { recordHistory } from '../helpers/histories';
 
 const MIB = 1024 * 1024;
 let client: Client;
@@ -90,6 +91,7 @@ for (const [step, port] of [
     await waitForRunningActivity(handle, step);
     await cancelAndExpectCancelled(handle);
     console.log(`  cancelled in ${step}: ${Date.now() - t0} ms from start to CANCELED`);
+    await recordHistory(client, handle.workflowId, `resize-service-cancelled-in-${step}`);
 
     assert.deepEqual(await limitsOf(c.name), original, 'docker inspect: the limits from before the run');
     const report = await handle.query<ResizeReport>('status');

@@ -20,6 +20,7 @@ import { activitiesAfterCancel, cancelAndExpectCancelled, waitForRunningActivity
 import { DEMO_IMAGE, docker, httpStatus, inspect } from '../helpers/docker';
 import { config, connectClient, startWorker, uniqueName, type RunningWorker } from '../helpers/temporal';
 import { waitUntil } from '../helpers/wait';
+import { recordHistory } from '../helpers/histories';
 
 const paths = pgPaths(config);
 const instances = new PgInstances(paths);
@@ -68,6 +69,7 @@ test('restoreDatabase cancelled while restoring: the half-restored instance is d
   await waitForRunningActivity(handle, 'restoreLogical');
   await cancelAndExpectCancelled(handle);
   console.log(`  restoreDatabase cancelled while restoring: ${Date.now() - t0} ms from start to CANCELED`);
+  await recordHistory(client, handle.workflowId, 'restore-database-cancelled');
   const status = await handle.query<RestoreStatus>('status');
   assert.equal(status.error, 'cancelled');
   assert.ok((await activitiesAfterCancel(handle)).includes('dropInstance'), 'the drop ran after the cancel request');
@@ -102,6 +104,7 @@ test('restoreVolume cancelled after the service was stopped: the service runs ag
   assert.equal((await inspect(svc)).State.Running, false, 'stopped for the restore');
   await cancelAndExpectCancelled(handle);
   console.log(`  restoreVolume cancelled while restoring: ${Date.now() - t0} ms from start to CANCELED`);
+  await recordHistory(client, handle.workflowId, 'restore-volume-cancelled');
   const undo = await activitiesAfterCancel(handle);
   assert.ok(undo.includes('startContainer'), `the start ran after the cancel request: ${undo.join(', ')}`);
   await waitLeaseFree(client, leaseKeyOf(svc), worker.taskQueue);

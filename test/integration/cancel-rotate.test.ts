@@ -16,6 +16,7 @@ import type { RotationReport } from '../../src/workflows/rotate-credential';
 import { activitiesAfterCancel, cancelAndExpectCancelled, waitForRunningActivity, waitLeaseFree } from '../helpers/cancel';
 import { ADMIN, PG, canLogin, currentCreds, dropApps, newApp, vault, whoami } from '../helpers/credentials';
 import { config, connectClient, startWorker, TEST_ALERTING, testLog, uniqueName, type RunningWorker } from '../helpers/temporal';
+import { recordHistory } from '../helpers/histories';
 
 let client: Client;
 let worker: RunningWorker;
@@ -104,6 +105,7 @@ test('cancelled after create (the set blocked on a lock): no pending version, th
   });
   await cancelAndExpectCancelled(handle);
   console.log(`  cancelled after create: ${Date.now() - t0} ms from start to CANCELED`);
+  await recordHistory(client, handle.workflowId, 'rotate-credential-cancelled-after-create');
   await assertAsBefore(app, vaultPath, before, pending);
   const undo = await activitiesAfterCancel(handle);
   assert.ok(undo.includes('disableRoleLogin') && undo.includes('discardPendingVersion'), `undo after the cancel request: ${undo.join(', ')}`);

@@ -28,6 +28,7 @@ import { docker, httpStatus, runDemo, type DemoContainer } from '../helpers/dock
 import { startTestLb, type LbBackend, type TestLb } from '../helpers/lb';
 import { config, connectClient, startWorker, testLog, uniqueName, type RunningWorker } from '../helpers/temporal';
 import { waitUntil } from '../helpers/wait';
+import { recordHistory } from '../helpers/histories';
 
 const taskQueue = uniqueName('reconcile-test');
 const id = uniqueName('rc').slice(3);
@@ -56,9 +57,11 @@ async function terminatedRun(workflowType: string): Promise<{ workflowId: string
   return { workflowId: h.workflowId, runId: h.firstExecutionRunId };
 }
 
-async function runReconcile(input: Partial<ReconcileInput>): Promise<ReconcileReport> {
+async function runReconcile(input: Partial<ReconcileInput>, record?: string): Promise<ReconcileReport> {
   const h = await startRunbook(client, 'reconcile', { services: [S.service, leaseService, drillBox], vaultPaths: kv ? [vaultPath] : [], graceMs: 0, readyTimeoutMs: 20_000, ...input }, { taskQueue, workflowId: uniqueName('reconcile') });
-  return h.result();
+  const r = (await h.result()) as ReconcileReport;
+  if (record) await recordHistory(client, h.workflowId, record);
+  return r;
 }
 
 const leaseView = () => client.workflow.getHandle(leaseWorkflowId).query<LeaseView>('lease');
@@ -148,7 +151,7 @@ test('a dry run lists every drift and changes nothing', async () => {
 
 test('reconcile repairs each drift and reports it; a second run finds nothing', async () => {
   const t0 = Date.now();
-  const r = await runReconcile({});
+  const r = await runReconcile({}, 'reconcile-repair');
   const repaired: Array<[Finding['kind'], string]> = [
     ['balancer-orphan', `${S.backend}/${ghost}`],
     ['nginx-orphan', `${S.backend}/${ghost}`],

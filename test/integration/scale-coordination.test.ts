@@ -16,6 +16,7 @@ import { runDemo } from '../helpers/docker';
 import { containerSlots, range, startTestLb, underLoad, type TestLb } from '../helpers/lb';
 import { connectClient, startWorker, uniqueName, type RunningWorker } from '../helpers/temporal';
 import { waitUntil } from '../helpers/wait';
+import { recordHistory } from '../helpers/histories';
 
 const taskQueue = uniqueName('scale-coord');
 const id = uniqueName('co').slice(3);
@@ -61,9 +62,11 @@ test('the README path: replica 1 started by hand is not in HAProxy; scaling adop
   const s = B.adopt;
   await lb.seedContainer(s, { inBalancer: false });
   assert.deepEqual(await lb.stat(s.backend), [], 'the balancer starts empty, as config/lb.json has it');
-  const up = (await (await run(s, { replicas: 2 })).result()) as ScaleResult;
+  const upRun = await run(s, { replicas: 2 });
+  const up = (await upRun.result()) as ScaleResult;
   assert.equal(up.outcome, 'scaled');
   assert.deepEqual(up.plan.adopt, [`${s.service}-1`]);
+  await recordHistory(client, upRun.workflowId, 'scale-service-adopt');
   await lb.assertInRotation(s, [1, 2]);
   // Scaling back to 1 under load: replica 1 keeps serving; not one request fails.
   const { value: down, loads } = await underLoad([`http://127.0.0.1:${s.frontendPort}/`], async () => (await (await run(s, { replicas: 1 })).result()) as ScaleResult);
@@ -119,6 +122,7 @@ test('cancel after a replica was added: the run ends CANCELED after its undo; th
   await h.cancel();
   const cause = await failureOf(h.result());
   assert.ok(cause instanceof CancelledFailure, `ends CANCELED (${String(cause)})`);
+  await recordHistory(client, h.workflowId, 'scale-service-cancelled');
   assert.deepEqual(await containerSlots(s.service), [1], 'the added replica is gone');
   await lb.assertInRotation(s, [1]);
   // The undo ran after the cancel request, in the history.
@@ -154,6 +158,7 @@ test('the service changed while the plan waited for approval: planned again and 
   const r = (await h.result()) as ScaleResult;
   assert.equal(r.outcome, 'scaled');
   assert.equal(r.decision?.by, 'bob');
+  await recordHistory(client, h.workflowId, 'scale-service-replanned');
   assert.deepEqual(await containerSlots(s.service), range(3));
   await lb.assertInRotation(s, range(3));
   void seed;

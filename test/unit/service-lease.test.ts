@@ -16,6 +16,7 @@ import type { SupervisorStatus } from '../../src/workflows/supervise-service';
 import { createLeaseActivities } from '../../src/activities/leases';
 import { connectClient, startWorker, testLog, uniqueName, type RunningWorker } from '../helpers/temporal';
 import { waitUntil } from '../helpers/wait';
+import { recordHistory } from '../helpers/histories';
 
 let client: Client;
 let w: RunningWorker;
@@ -92,6 +93,7 @@ test('a second change on a busy service is refused at once, naming the running c
   assert.equal(cause.type, 'LeaseBusy');
   assert.match(cause.message, new RegExp(`${service} is busy: restartService ${first.workflowId.replace(/[-/]/g, '.')} \\(started by .+, since 20`));
   assert.equal(fake.restarts.filter((r) => r.service === service).length, 1, 'the refused run changed nothing');
+  await recordHistory(client, second.workflowId, 'restart-service-lease-refused');
   await first.result();
   const after = await waitUntil('lease released', async () => {
     const v = await lease(service);
@@ -120,6 +122,7 @@ test('waitForLease: the second waits in line and runs after the first; no two re
     [first.workflowId, second.workflowId],
   );
   assert.ok(rs[1]!.at >= rs[0]!.at + fake.restartMs, 'the second restart began after the first had finished');
+  await recordHistory(client, second.workflowId, 'restart-service-lease-queued');
 });
 
 test('a terminated holder cannot keep the service: the liveness check frees the lease and the waiter runs', async () => {
@@ -210,6 +213,7 @@ test('the supervisor defers to a lease holder: no restart of its own, failures r
     assert.equal(s.failuresSeen, 2, 'failures kept being recorded');
     await sup.signal('stop');
     await sup.result();
+    await recordHistory(client, sup.workflowId, 'supervise-defers-to-lease');
   } finally {
     fake.restartMs = 1_500;
     fake.running = true;
@@ -223,6 +227,7 @@ test('a lease with nothing to do ends by itself; the next change starts it afres
   const handle = client.workflow.getHandle(leaseWorkflowId(leaseKeyOf(service), w.taskQueue));
   const firstRun = (await handle.describe()).runId;
   await waitUntil('idle lease ended', async () => (await handle.describe()).status.name === 'COMPLETED', 15_000);
+  await recordHistory(client, handle.workflowId, 'service-lease-idle-end');
   const again = await restart(service, {});
   await again.result();
   const d = await handle.describe();
