@@ -259,7 +259,11 @@ export async function scaleService(rawInput: unknown): Promise<ScaleResult> {
       ...slots.map((s) => quick.haproxyStageServer({ backend, server: name(s), port: basePort + s, weight: input.weight })),
     ]);
     slots.forEach((s) => present.add(s));
-    // The replicas of one step start together; each goes into rotation as soon as its checks agree.
+    await intoRotation(slots);
+  };
+
+  /** Staged replicas go into rotation, each as soon as Docker, GET /health and HAProxy's own check agree; then Nginx. */
+  const intoRotation = async (slots: number[]) => {
     await allOrFirstFailure(
       slots.map(async (s) => {
         await allOrFirstFailure([
@@ -305,17 +309,7 @@ export async function scaleService(rawInput: unknown): Promise<ScaleResult> {
   const adopt = async (slots: number[]) => {
     slots.forEach((s) => rotation.delete(s));
     await allOrFirstFailure(slots.map((s) => quick.haproxyStageServer({ backend, server: name(s), port: basePort + s, weight: input.weight })));
-    await allOrFirstFailure(
-      slots.map(async (s) => {
-        await allOrFirstFailure([
-          waits.waitReplicaHealthy({ ...ref, slot: s, timeoutMs: input.healthTimeoutMs }),
-          waits.haproxyWaitServerUp({ backend, server: name(s), timeoutMs: input.healthTimeoutMs }),
-        ]);
-        await quick.haproxyReadyServer({ backend, server: name(s), weight: input.weight });
-        rotation.add(s);
-      }),
-    );
-    await syncRotation();
+    await intoRotation(slots);
   };
 
   const saga = new Saga();

@@ -17,7 +17,7 @@ import type { DatabaseRef } from '../../src/schemas/database';
 import type { RestoreStatus } from '../../src/workflows/restore-database';
 import type { RestoreVolumeStatus } from '../../src/workflows/restore-volume';
 import { activitiesAfterCancel, cancelAndExpectCancelled, waitForRunningActivity, waitLeaseFree } from '../helpers/cancel';
-import { DEMO_IMAGE, docker, httpStatus, inspect } from '../helpers/docker';
+import { docker, httpStatus, inspect, runDemo, type DemoContainer } from '../helpers/docker';
 import { config, connectClient, startWorker, uniqueName, type RunningWorker } from '../helpers/temporal';
 import { waitUntil } from '../helpers/wait';
 import { recordHistory } from '../helpers/histories';
@@ -25,13 +25,13 @@ import { recordHistory } from '../helpers/histories';
 const paths = pgPaths(config);
 const instances = new PgInstances(paths);
 const store = new BackupStore(paths);
-const NS = 1_000_000;
 const PORT = 19466;
 
 let client: Client;
 let worker: RunningWorker;
 const made: string[] = [];
 const containers: string[] = [];
+const demos: DemoContainer[] = [];
 const volumes: string[] = [];
 
 before(async () => {
@@ -43,6 +43,7 @@ after(async () => {
   for (const i of made) await instances.drop(i).catch((err: unknown) => console.error(`drop ${i}: ${String(err)}`));
   for (const i of made) await rm(path.join(paths.backupDir, i), { recursive: true, force: true });
   for (const c of containers) await docker.getContainer(c).remove({ force: true }).catch(() => undefined);
+  await Promise.all(demos.map((d) => d.remove()));
   for (const v of volumes) {
     await docker.getVolume(v).remove({ force: true }).catch(() => undefined);
     await rm(store.kindDir(v, 'volume'), { recursive: true, force: true });
@@ -86,15 +87,7 @@ test('restoreVolume cancelled after the service was stopped: the service runs ag
   volumes.push(vol);
   containers.push(svc);
   await docker.createVolume({ Name: vol, Labels: { 'durable-ops.test': 'true' } });
-  const c = await docker.createContainer({
-    name: svc,
-    Image: DEMO_IMAGE,
-    Env: [`PORT=${PORT}`],
-    Labels: { 'durable-ops.test': 'true' },
-    Healthcheck: { Test: ['CMD', '/bin/healthcheck'], Interval: 1_000 * NS, Timeout: 2_000 * NS, Retries: 3, StartPeriod: 1_000 * NS },
-    HostConfig: { NetworkMode: 'host', Binds: [`${vol}:/data`], RestartPolicy: { Name: 'no' } },
-  });
-  await c.start();
+  demos.push(await runDemo({ name: svc, port: PORT, volume: vol }));
   await waitUntil(`${svc} to serve`, async () => (await httpStatus(healthUrl)) === 200, 20_000);
   await (await startRunbook(client, 'backupVolume', { volume: vol }, { taskQueue: worker.taskQueue, workflowId: uniqueName('cancel-vol-backup') })).result();
 

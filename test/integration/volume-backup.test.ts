@@ -20,19 +20,19 @@ import { startRunbook } from '../../src/runbooks/registry';
 import type { BackupVolumeInput, RestoreVolumeInput } from '../../src/schemas/volume';
 import type { BackupVolumeResult } from '../../src/workflows/backup-volume';
 import type { RestoreVolumeResult } from '../../src/workflows/restore-volume';
-import { containerEvents, DEMO_IMAGE, docker, httpStatus, inspect } from '../helpers/docker';
+import { containerEvents, DEMO_IMAGE, docker, httpStatus, inspect, runDemo, type DemoContainer } from '../helpers/docker';
 import { recordHistory } from '../helpers/histories';
 import { config, connectClient, startWorker, uniqueName, type RunningWorker } from '../helpers/temporal';
 import { waitUntil } from '../helpers/wait';
 import { spawnWorker, type WorkerProcess } from '../helpers/worker-process';
 
 const store = new BackupStore(pgPaths(config));
-const NS = 1_000_000;
 const PORT = 18950;
 
 let client: Client;
 let worker: RunningWorker;
 const containers: string[] = [];
+const demos: DemoContainer[] = [];
 const volumes: string[] = [];
 
 const vol = uniqueName('dvol-data');
@@ -69,21 +69,14 @@ before(async () => {
   volumes.push(vol);
   await docker.createVolume({ Name: vol, Labels: { 'durable-ops.test': 'true' } });
   containers.push(svc);
-  const c = await docker.createContainer({
-    name: svc,
-    Image: DEMO_IMAGE,
-    Env: [`PORT=${PORT}`],
-    Labels: { 'durable-ops.test': 'true' },
-    Healthcheck: { Test: ['CMD', '/bin/healthcheck'], Interval: 1_000 * NS, Timeout: 2_000 * NS, Retries: 3, StartPeriod: 1_000 * NS },
-    HostConfig: { NetworkMode: 'host', Binds: [`${vol}:/data`], RestartPolicy: { Name: 'no' } },
-  });
-  await c.start();
+  demos.push(await runDemo({ name: svc, port: PORT, volume: vol }));
   await waitUntil(`${svc} to serve`, async () => (await httpStatus(healthUrl)) === 200, 20_000);
   await exec(svc, 'mkdir -p /data/sub && echo hello >/data/a.txt && seq 1 5000 >/data/sub/n.txt');
 });
 
 after(async () => {
   for (const c of containers) await docker.getContainer(c).remove({ force: true }).catch(() => undefined);
+  await Promise.all(demos.map((d) => d.remove()));
   for (const v of volumes) {
     await docker.getVolume(v).remove({ force: true }).catch(() => undefined);
     await rm(store.kindDir(v, 'volume'), { recursive: true, force: true });

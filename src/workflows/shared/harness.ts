@@ -55,10 +55,6 @@ export interface LeaseOptions {
   onQueued?: (answer: Extract<LeaseAnswer, { queued: true }>) => void;
 }
 
-/** The lease this run holds (undefined outside holdingLease), for status queries and details. */
-let held: LeaseHolder | undefined;
-export const heldLease = (): LeaseHolder | undefined => held;
-
 /**
  * Run `body` holding the lease of `opts.service`. A busy service fails at once (non-retryable,
  * type LeaseBusy, naming the holder) unless `waitForLease`: then this run waits in line up to
@@ -115,7 +111,6 @@ export async function holdingLease<T>(opts: LeaseOptions, body: (lease?: LeaseHo
       });
     }
   }
-  held = granted;
   let outcome = 'finished';
   try {
     return await body(granted);
@@ -123,7 +118,6 @@ export async function holdingLease<T>(opts: LeaseOptions, body: (lease?: LeaseHo
     outcome = isCancellation(err) ? 'cancelled' : `failed: ${rootMessage(err)}`;
     throw err;
   } finally {
-    held = undefined;
     await release(outcome);
   }
 }
