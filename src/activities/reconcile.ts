@@ -20,6 +20,7 @@ import { haproxyCommand, parseShowStat } from './haproxy';
 import { lbFiles, readModel } from './lb-config';
 import { readNginxPid } from './nginx';
 import { pgPaths, PgInstances } from './pg-instances';
+import { drillCopyHash } from '../schemas/recovery-drill';
 
 export interface ReconcileDeps {
   docker: Docker;
@@ -78,16 +79,6 @@ const isStatus = (err: unknown, code: number) => (err as { statusCode?: number }
 const escapeRe = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 /** Bounds on what one run lists (visibility pages, containers), so a run stays bounded. */
 const MAX_LISTED = 500;
-
-/** FNV-1a, 32 bits, hex: the suffix recoveryDrill gives its drill copies (`drill-<hash of workflowId/runId>-...`). */
-export function drillCopyHash(text: string): string {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < text.length; i += 1) {
-    h ^= text.charCodeAt(i);
-    h = Math.imul(h, 0x01000193) >>> 0;
-  }
-  return h.toString(16).padStart(8, '0');
-}
 
 /** The upstreams of a rendered nginx.conf (src/activities/lb-config.ts renderNginxConfig): `server 127.0.0.1:<port> weight=<w>; # <name>`. */
 export function parseNginxUpstreams(conf: string): Map<string, Array<{ name: string; port: number; weight: number }>> {

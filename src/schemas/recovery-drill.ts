@@ -117,3 +117,13 @@ export function drillSubject(input: RecoveryDrillParams): string {
   if (input.scenario === 'delete-volume-data') return `volume/${input.target.volume}`;
   return input.scenario === 'kill-container' ? input.target.service : input.target.database === 'main' ? 'main' : 'drill-copy';
 }
+
+/** FNV-1a, 32 bits, hex: the short deterministic suffix of a drill's instance ids (`drill-<hash of drillId/runId>-...`); reconcile recognises them by it. */
+export function drillCopyHash(text: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i += 1) {
+    h ^= text.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h.toString(16).padStart(8, '0');
+}

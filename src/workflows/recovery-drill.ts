@@ -26,7 +26,7 @@ import {
 import type { Activities } from '../activities';
 import type { DrillReportFile, DrillRunRef, FaultRecord, TableStat } from '../activities/drill';
 import type { DatabaseRef } from '../schemas/database';
-import { drillSubject, recoveryDrillInputSchema, type RecoveryDrillParams } from '../schemas/recovery-drill';
+import { drillCopyHash, drillSubject, recoveryDrillInputSchema, type RecoveryDrillParams } from '../schemas/recovery-drill';
 import type { backupDatabase, BackupDatabaseResult } from './backup-database';
 import type { restartService } from './restart-service';
 import type { restoreDatabase, RestoreDatabaseResult } from './restore-database';
@@ -62,16 +62,6 @@ const writer = proxyActivities<Acts>({
   cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
   retry: { initialInterval: '500ms', backoffCoefficient: 1.5, maximumInterval: '5s', maximumAttempts: 100 },
 });
-
-/** FNV-1a, 32 bits, hex: a short deterministic suffix for the drill's instance ids. */
-function shortHash(text: string): string {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < text.length; i += 1) {
-    h ^= text.charCodeAt(i);
-    h = Math.imul(h, 0x01000193) >>> 0;
-  }
-  return h.toString(16).padStart(8, '0');
-}
 
 class Drill {
   readonly report: DrillReport;
@@ -335,7 +325,7 @@ async function mainClusterDrill(d: Drill, input: DatabaseDrillParams): Promise<v
   const t = input.target;
   const approvedBy = input.approval!.by;
   const approval = { ...d.run, approvedBy };
-  const restoredId = `drill-${shortHash(`${d.drillId}/${workflowInfo().runId}`)}-main-r`;
+  const restoredId = `drill-${drillCopyHash(`${d.drillId}/${workflowInfo().runId}`)}-main-r`;
 
   d.phase('setup');
   const { ref: main } = await quick.mainClusterStatus(); // NotSupported when the stack does not run main
@@ -403,7 +393,7 @@ async function mainClusterDrill(d: Drill, input: DatabaseDrillParams): Promise<v
 async function databaseDrill(d: Drill, input: DatabaseDrillParams): Promise<void> {
   const t = input.target;
   if (t.database === 'main') return mainClusterDrill(d, input);
-  const base = `drill-${shortHash(`${d.drillId}/${workflowInfo().runId}`)}`;
+  const base = `drill-${drillCopyHash(`${d.drillId}/${workflowInfo().runId}`)}`;
   const srcId = `${base}-src`;
   const restoredId = `${base}-r`;
   const restores = input.scenario !== 'stop-postgres';

@@ -9,6 +9,7 @@
  */
 import {
   ActivityFailure,
+  CancellationScope,
   allHandlersFinished,
   ApplicationFailure,
   condition,
@@ -354,29 +355,49 @@ export async function superviseService(rawInput: unknown, carried?: SupervisorCa
       if (interrupted()) return;
       status.nextRetryAt = undefined;
 
-      // Recovered on its own in the meantime (someone else restarted it)? Then no restart.
-      const check = await checkNow();
-      let restarted = false;
-      if (check.running && check.startedAt > status.lastFailure.at && check.http.ok) {
-        log.info('service recovered without a restart', { service });
-      } else {
-        restarted = true;
-        setState('restarting');
-        const requestedAt = now();
-        const result = await restarter.restartContainer({ service, requestedAt, stopTimeoutSec: policy.stopTimeoutSec });
-        status.restartsTotal += 1;
-        status.lastRestartAt = now();
-        log.info('restarted', { service, attempt: status.attempts, alreadyDone: result.alreadyDone });
+      // The restart is a change too: it holds the service's lease (taken beside the check, so it
+      // costs no time), and a change that got there first is deferred to, without burning the attempt.
+      const holdsLease = patched('supervisor-holds-lease');
+      const [check, lease] = await Promise.all([
+        checkNow(),
+        holdsLease ? quick.acquireLease({ service: leaseKeyOf(service), runbook: RUNBOOK, wait: false, waitTimeoutMs: 0, maxHoldMs: (policy.stopTimeoutSec + 60) * 1000 + policy.healthTimeoutMs + 60_000 }) : Promise.resolve(undefined),
+      ]);
+      if (lease && !lease.granted) {
+        status.attempts -= 1;
+        const deferred = await deferToLease(failure);
+        if (deferred === 'interrupted' || deferred === 'healthy') return;
+        continue;
       }
+      let restarted = false;
+      let health: Awaited<ReturnType<Activities['waitHealthy']>>;
+      try {
+        // Recovered on its own in the meantime (someone else restarted it)? Then no restart.
+        if (check.running && check.startedAt > status.lastFailure.at && check.http.ok) {
+          log.info('service recovered without a restart', { service });
+        } else {
+          restarted = true;
+          setState('restarting');
+          const requestedAt = now();
+          const result = await restarter.restartContainer({ service, requestedAt, stopTimeoutSec: policy.stopTimeoutSec });
+          status.restartsTotal += 1;
+          status.lastRestartAt = now();
+          log.info('restarted', { service, attempt: status.attempts, alreadyDone: result.alreadyDone });
+        }
 
-      setState('verifying');
-      const health = await verifier.waitHealthy({
-        service,
-        url: input.healthUrl,
-        timeoutMs: policy.healthTimeoutMs,
-        intervalMs: Math.min(1_000, input.probeIntervalMs),
-        probeTimeoutMs: input.probeTimeoutMs,
-      });
+        setState('verifying');
+        health = await verifier.waitHealthy({
+          service,
+          url: input.healthUrl,
+          timeoutMs: policy.healthTimeoutMs,
+          intervalMs: Math.min(1_000, input.probeIntervalMs),
+          probeTimeoutMs: input.probeTimeoutMs,
+        });
+      } finally {
+        if (lease?.granted) {
+          const { workflowId, runId } = workflowInfo();
+          await CancellationScope.nonCancellable(() => nonEssential('lease release', () => quick.releaseLease({ service: leaseKeyOf(service), workflowId, runId, reason: 'supervisor restart done' })));
+        }
+      }
       // Events that our own restart caused (die on stop) are not new failures.
       status.lastRestartAt = now();
       // Restarts and time to recover (failure -> verified healthy) as worker metrics.
