@@ -100,7 +100,11 @@ test('kill-container: SIGKILL a demo service, restartService as child, healthy a
   assert.equal(r.verdict, r.rto.verdict === 'pass' ? 'pass' : 'fail');
   assert.equal((r.recovery as { workflowType: string }).workflowType, 'restartService');
   assert.equal((r.recovery as { restarted: boolean }).restarted, true);
-  const child = await client.workflow.getHandle(`${killDrillId}/recovery`).describe();
+  // The recovery child is keyed by the drill's run (a re-run under the same id drills afresh).
+  const childId = (r.recovery as { workflowId: string }).workflowId;
+  const { runId } = await client.workflow.getHandle(killDrillId).describe();
+  assert.equal(childId, `${killDrillId}/${runId}/recovery`);
+  const child = await client.workflow.getHandle(childId).describe();
   assert.equal(child.status.name, 'COMPLETED');
   assert.equal(await containerExists(service), false, 'the drill removed its demo container');
   assert.ok(r.rollbacks.some((b) => b.name.startsWith('remove demo container') && b.detail === 'removed'));
