@@ -110,7 +110,10 @@ test('delete-volume-data: backupVolume, content deleted, restoreVolume (stop, re
   assert.deepEqual(rec.skipped, []);
   assert.ok(rec.files >= 13, `12 seeded files + the heartbeat file: ${rec.files}`);
   assert.equal((await client.workflow.getHandle(rec.workflowId).describe()).status.name, 'COMPLETED');
-  assert.equal((await client.workflow.getHandle(`${drillId}/backup`).describe()).status.name, 'COMPLETED');
+  // Children are keyed by the drill's run (a re-run under the same id drills afresh).
+  const { runId } = await client.workflow.getHandle(drillId).describe();
+  assert.equal(rec.workflowId, `${drillId}/${runId}/recovery`);
+  assert.equal((await client.workflow.getHandle(`${drillId}/${runId}/backup`).describe()).status.name, 'COMPLETED');
   assert.equal(r.validation.length, 1);
   const v = r.validation[0]!;
   assert.ok(v.ok && v.source.rows === 12 && v.restored?.rows === 12 && v.restored.checksum === v.source.checksum, JSON.stringify(v));
