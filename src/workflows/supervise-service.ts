@@ -338,10 +338,16 @@ export async function superviseService(rawInput: unknown, carried?: SupervisorCa
     status.healthySince = undefined;
     status.consecutiveProbeFailures = 0;
     for (;;) {
+      // A change (scale, resize, restore, an operator's restart) holds the service: do not fight
+      // it, and do not count what it does (a stop, a pause) towards giving up.
+      const deferFirst = patched('defer-before-give-up');
+      if (deferFirst) {
+        const deferred = await deferToLease(failure);
+        if (deferred === 'interrupted' || deferred === 'healthy') return;
+      }
       if (status.attempts >= policy.maxAttempts) return giveUp();
       if (!(await waitForDependencies(failure))) return;
-      // A change (scale, resize, restore, an operator's restart) holds the service: do not fight it.
-      if (patched('defer-to-lease')) {
+      if (!deferFirst && patched('defer-to-lease')) {
         const deferred = await deferToLease(failure);
         if (deferred === 'interrupted') return;
         if (deferred === 'healthy') return;

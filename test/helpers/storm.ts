@@ -138,7 +138,7 @@ export async function runStorm(opts: StormOptions): Promise<StormReport> {
       await client.workflow.start('superviseService', {
         taskQueue,
         workflowId: `supervise/${s.service}-1`,
-        args: [{ service: `${s.service}-1`, healthUrl: `http://127.0.0.1:${s.base + 1}/health`, probeIntervalMs: 2_000, restart: { initialDelayMs: 100, maxDelayMs: 1_000, maxAttempts: 5, healthTimeoutMs: 20_000 } }],
+        args: [{ service: `${s.service}-1`, healthUrl: `http://127.0.0.1:${s.base + 1}/health`, probeIntervalMs: 2_000, restart: { initialDelayMs: 100, maxDelayMs: 1_000, maxAttempts: 5, healthTimeoutMs: 20_000, resetAfterMs: 5_000 } }],
       });
     }
     await Promise.all(services.map((s) => waitUntil(`${s.service} served`, async () => (await httpStatus(`http://127.0.0.1:${s.frontendPort}/`)) === 200, 30_000)));
@@ -223,17 +223,12 @@ export async function runStorm(opts: StormOptions): Promise<StormReport> {
     }
     stopping = true;
     log(`storm: ${runs.length} runs fired; waiting for them to end`);
-    await waitUntil('every run ended', () => runs.every((r) => r.outcome), 240_000, 200);
-    // Settle: every supervisor watching, every service served.
-    await waitUntil(
-      'supervisors watching',
-      async () => {
-        const st = await Promise.all(services.map((s) => client.workflow.getHandle(`supervise/${s.service}-1`).query<SupervisorStatus>('status')));
-        return st.every((x) => x.state === 'watching');
-      },
-      120_000,
-      250,
-    );
+    await waitUntil('every run ended', () => runs.every((r) => r.outcome), 240_000, 200).catch((err: unknown) => log(`storm: ${String(err)}: ${runs.filter((r) => !r.outcome).map((r) => r.handle.workflowId).join(', ')}`));
+    // Settle: every supervisor watching (a crash loop the storm made, five crashes within the
+    // reset window, would have it give up: that is a failed invariant, reported, not thrown).
+    const supervisors = () => Promise.all(services.map((s) => client.workflow.getHandle(`supervise/${s.service}-1`).query<SupervisorStatus>('status')));
+    const settled = await waitUntil('supervisors watching', async () => (await supervisors()).every((x) => x.state === 'watching'), 120_000, 250).catch(() => false);
+    const supStates = await supervisors();
     await sleep(3_000);
     loading = false;
     await Promise.all(loads);
@@ -242,6 +237,7 @@ export async function runStorm(opts: StormOptions): Promise<StormReport> {
     const table: StormReport['table'] = [];
     const check = (invariant: string, ok: boolean, detail: string) => table.push({ invariant, ok, detail });
 
+    check('every supervisor watching at the end', settled === true, supStates.map((x) => `${x.service}: ${x.state}, ${x.restartsTotal} restarts, ${x.deferredFailures ?? 0} failures deferred to changes`).join('; '));
     // 1. Healthy, served through HAProxy, with the replica count of the last change that completed.
     for (const s of services) {
       const scales = runs.filter((r) => r.service === s.service && r.runbook === 'scaleService' && r.outcome === 'completed').sort((a, b) => a.closedAt! - b.closedAt!);
