@@ -80,19 +80,6 @@ export function createLeaseActivities({ client, taskQueue, log, livenessCheckMs,
       }
     },
 
-    /** The lease of `service` now (free when no lease workflow runs). */
-    async describeLease(service: string): Promise<LeaseView> {
-      try {
-        const handle = client.workflow.getHandle(leaseWorkflowId(service, taskQueue));
-        const d = await handle.describe();
-        if (d.status.name !== 'RUNNING') return { service, queue: [], recent: [], grants: 0, livenessCheckMs: 0 };
-        return await handle.query<LeaseView>('lease');
-      } catch (err) {
-        if (err instanceof WorkflowNotFoundError) return { service, queue: [], recent: [], grants: 0, livenessCheckMs: 0 };
-        throw err;
-      }
-    },
-
     /**
      * The lease of `service` now, and (when held) a promise to tell the calling workflow by the
      * `leaseChanged` signal when it is freed. No lease workflow: free.

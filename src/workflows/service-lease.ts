@@ -69,7 +69,8 @@ export async function serviceLease(rawInput: LeaseWorkflowInput, carried?: Lease
   const watchers = new Set<string>(carried?.watchers ?? []);
   /** Waiters granted in a handler, to be told by signal from the main loop. */
   const toNotify: LeaseHolder[] = [];
-  let supervisorNotice: { holder?: LeaseHolder; reason: string } | undefined;
+  /** Set when the lease is freed with nobody in line: the watchers are told (and it is cleared by a grant). */
+  let freedNotice: string | undefined;
 
   const record = (what: LeaseEvent['what'], who: { workflowId: string; runbook: string }, detail?: string) => {
     view.recent.push({ at: now(), what, workflowId: who.workflowId, runbook: who.runbook, ...(detail ? { detail } : {}) });
@@ -93,7 +94,7 @@ export async function serviceLease(rawInput: LeaseWorkflowInput, carried?: Lease
     view.holder = holder;
     view.grants += 1;
     record('granted', holder);
-    supervisorNotice = { holder, reason: 'granted' };
+    freedNotice = undefined;
     publish();
     return holder;
   };
@@ -110,7 +111,7 @@ export async function serviceLease(rawInput: LeaseWorkflowInput, carried?: Lease
       const { deadline: _deadline, since, expiresAt, ...req } = next;
       toNotify.push(grant(req, expiresAt - since));
     } else {
-      supervisorNotice = { reason: `${what}: ${detail}` };
+      freedNotice = `${what}: ${detail}`;
       publish();
     }
   };
@@ -200,12 +201,12 @@ export async function serviceLease(rawInput: LeaseWorkflowInput, carried?: Lease
         if (view.holder && same(view.holder, h)) free('holder-gone', 'the waiter no longer runs');
       }
     }
-    if (supervisorNotice) {
-      const notice = supervisorNotice;
-      supervisorNotice = undefined;
+    if (freedNotice !== undefined) {
+      const notice = { reason: freedNotice };
+      freedNotice = undefined;
       // Freed: every watcher (the supervisors deferring to the holder) looks at its service again.
       // A watcher that ended meanwhile is not an error.
-      if (!notice.holder && watchers.size > 0) {
+      if (watchers.size > 0) {
         const told = [...watchers];
         watchers.clear();
         await Promise.all(told.map((id) => getExternalWorkflowHandle(id).signal(leaseChangedSignal, notice).catch(() => undefined)));
@@ -241,7 +242,7 @@ export async function serviceLease(rawInput: LeaseWorkflowInput, carried?: Lease
         continue;
       }
       const waited = now() - idleSince;
-      const changed = await condition(() => view.holder !== undefined || view.queue.length > 0 || toNotify.length > 0 || supervisorNotice !== undefined, Math.max(1, input.idleEndMs - waited));
+      const changed = await condition(() => view.holder !== undefined || view.queue.length > 0 || toNotify.length > 0 || freedNotice !== undefined, Math.max(1, input.idleEndMs - waited));
       if (changed) continue;
       await condition(allHandlersFinished);
       if (view.holder || view.queue.length > 0) continue;
@@ -249,7 +250,7 @@ export async function serviceLease(rawInput: LeaseWorkflowInput, carried?: Lease
       return view;
     }
     const wait = Math.max(1, Math.min(input.livenessCheckMs, h.expiresAt - now()));
-    const changed = await condition(() => view.holder !== h || toNotify.length > 0 || supervisorNotice !== undefined, wait);
+    const changed = await condition(() => view.holder !== h || toNotify.length > 0 || freedNotice !== undefined, wait);
     if (changed) {
       if (!view.holder) idleSince = now();
       continue;
